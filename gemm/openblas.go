@@ -1,0 +1,149 @@
+//go:build (linux || darwin || freebsd) && (amd64 || arm64)
+
+package gemm
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/ebitengine/purego"
+)
+
+// CBLAS enumerations.
+const (
+	cblasRowMajor = 101
+	cblasNoTrans  = 111
+	cblasTrans    = 112
+)
+
+// openBLASPaths lists the shared objects tried, in order.
+var openBLASPaths = []string{
+	"libopenblas.so.0",
+	"/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+	"/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
+	"/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+	"/usr/lib/aarch64-linux-gnu/openblas-pthread/libopenblas.so.0",
+	"/usr/lib64/libopenblas.so.0",
+	"/usr/lib/libopenblas.so.0",
+	"/usr/local/lib/libopenblas.so.0",
+	"libopenblas.so",
+	"libopenblas.dylib",
+	"/opt/homebrew/opt/openblas/lib/libopenblas.dylib",
+	"/usr/local/opt/openblas/lib/libopenblas.dylib",
+}
+
+// openBLASLib is the process-wide loaded library.
+type openBLASLib struct {
+	path       string
+	sgemm      func(order, transA, transB, m, n, k int32, alpha float32, a *float32, lda int32, b *float32, ldb int32, beta float32, c *float32, ldc int32)
+	setThreads func(n int32)
+}
+
+var (
+	openBLASOnce sync.Once
+	openBLAS0    *openBLASLib
+	openBLASErr  error
+	openBLASMu   sync.Mutex // serializes openblas_set_num_threads
+)
+
+func loadOpenBLAS() (*openBLASLib, error) {
+	openBLASOnce.Do(func() {
+		var errs []string
+		for _, p := range openBLASPaths {
+			h, err := purego.Dlopen(p, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+			if err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			lib := &openBLASLib{path: p}
+			if err := registerOpenBLAS(h, lib); err != nil {
+				errs = append(errs, fmt.Sprintf("%s: %v", p, err))
+				continue
+			}
+			openBLAS0 = lib
+			return
+		}
+		openBLASErr = errors.New("cannot load OpenBLAS: " + strings.Join(errs, "; "))
+	})
+	return openBLAS0, openBLASErr
+}
+
+// registerOpenBLAS binds the symbols, turning a missing one into an error
+// (purego panics).
+func registerOpenBLAS(h uintptr, lib *openBLASLib) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	if _, err := purego.Dlsym(h, "cblas_sgemm"); err != nil {
+		return err
+	}
+	if _, err := purego.Dlsym(h, "openblas_set_num_threads"); err != nil {
+		return err
+	}
+	purego.RegisterLibFunc(&lib.sgemm, h, "cblas_sgemm")
+	purego.RegisterLibFunc(&lib.setThreads, h, "openblas_set_num_threads")
+	return nil
+}
+
+// openBLAS is the OpenBLAS-backed Impl.
+type openBLAS struct {
+	lib     *openBLASLib
+	path    string
+	threads int
+	small   Impl // pure-Go serial implementation for tiny products
+}
+
+// NewOpenBLAS loads OpenBLAS (once per process) and sets its thread count to
+// threads (<= 0 means runtime.NumCPU()). OpenBLAS' thread count is global to
+// the process, so the last call wins. It returns an error when the shared
+// library cannot be loaded.
+func NewOpenBLAS(threads int) (Impl, error) {
+	lib, err := loadOpenBLAS()
+	if err != nil {
+		return nil, err
+	}
+	threads = normThreads(threads)
+	openBLASMu.Lock()
+	lib.setThreads(int32(threads))
+	openBLASMu.Unlock()
+	return &openBLAS{lib: lib, path: lib.path, threads: threads, small: NewGo(1)}, nil
+}
+
+// Name implements Impl.
+func (o *openBLAS) Name() string { return "openblas" }
+
+// Serial implements Impl. OpenBLAS cannot limit the threads of a single
+// call, so the view is the same implementation.
+func (o *openBLAS) Serial() Impl { return o }
+
+// Sgemm implements Impl.
+func (o *openBLAS) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	if m*n*k < smallFMAs {
+		o.small.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	const maxInt32 = 1<<31 - 1
+	if m > maxInt32 || n > maxInt32 || k > maxInt32 || lda > maxInt32 || ldb > maxInt32 || ldc > maxInt32 {
+		panic("gemm: OpenBLAS sizes must fit in int32")
+	}
+	ta, tb := int32(cblasNoTrans), int32(cblasNoTrans)
+	if transA {
+		ta = cblasTrans
+	}
+	if transB {
+		tb = cblasTrans
+	}
+	o.lib.sgemm(cblasRowMajor, ta, tb, int32(m), int32(n), int32(k), alpha, &a[0], int32(lda), &b[0], int32(ldb), beta, &c[0], int32(ldc))
+}

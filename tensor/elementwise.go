@@ -1,0 +1,308 @@
+package tensor
+
+import (
+	"fmt"
+	"math"
+)
+
+// binaryRaw applies a broadcasting element-wise op without recording a node.
+func binaryRaw(op string, a, b *Tensor, f func(o, a, b []float32, sa, sb int)) *Tensor {
+	shape := a.shape
+	if !sameShape(a.shape, b.shape) {
+		shape = broadcastShape(op, a.shape, b.shape)
+	}
+	out := empty(a.dev, shape...)
+	if sameShape(a.shape, b.shape) {
+		a.dev.parallel(len(out.data), 32768, func(lo, hi int) {
+			f(out.data[lo:hi], a.data[lo:hi], b.data[lo:hi], 1, 1)
+		})
+		return out
+	}
+	binaryKernel(a.dev, shape, a.data, b.data, out.data, bcastStrides(a.shape, shape), bcastStrides(b.shape, shape), f)
+	return out
+}
+
+func addKernel(o, a, b []float32, sa, sb int) {
+	switch {
+	case sa == 1 && sb == 1:
+		b = b[:len(o)]
+		a = a[:len(o)]
+		for i := range o {
+			o[i] = a[i] + b[i]
+		}
+	case sa == 1 && sb == 0:
+		v := b[0]
+		for i := range o {
+			o[i] = a[i] + v
+		}
+	default:
+		for i := range o {
+			o[i] = a[i*sa] + b[i*sb]
+		}
+	}
+}
+
+func subKernel(o, a, b []float32, sa, sb int) {
+	for i := range o {
+		o[i] = a[i*sa] - b[i*sb]
+	}
+}
+
+func mulKernel(o, a, b []float32, sa, sb int) {
+	switch {
+	case sa == 1 && sb == 1:
+		b = b[:len(o)]
+		a = a[:len(o)]
+		for i := range o {
+			o[i] = a[i] * b[i]
+		}
+	case sa == 1 && sb == 0:
+		v := b[0]
+		for i := range o {
+			o[i] = a[i] * v
+		}
+	default:
+		for i := range o {
+			o[i] = a[i*sa] * b[i*sb]
+		}
+	}
+}
+
+func divKernel(o, a, b []float32, sa, sb int) {
+	for i := range o {
+		o[i] = a[i*sa] / b[i*sb]
+	}
+}
+
+// Add returns a + b with broadcasting.
+func Add(a, b *Tensor) *Tensor {
+	out := binaryRaw("Add", a, b, addKernel)
+	return record(out, "Add", []*Tensor{a, b}, func(g *Tensor) []*Tensor {
+		var ga, gb *Tensor
+		if needs(a) {
+			ga = sumTo(g, a.shape)
+		}
+		if needs(b) {
+			gb = sumTo(g, b.shape)
+		}
+		return []*Tensor{ga, gb}
+	})
+}
+
+// Sub returns a - b with broadcasting.
+func Sub(a, b *Tensor) *Tensor {
+	out := binaryRaw("Sub", a, b, subKernel)
+	return record(out, "Sub", []*Tensor{a, b}, func(g *Tensor) []*Tensor {
+		var ga, gb *Tensor
+		if needs(a) {
+			ga = sumTo(g, a.shape)
+		}
+		if needs(b) {
+			gb = scaleRaw(sumTo(g, b.shape), -1)
+		}
+		return []*Tensor{ga, gb}
+	})
+}
+
+// Mul returns a * b element-wise with broadcasting.
+func Mul(a, b *Tensor) *Tensor {
+	out := binaryRaw("Mul", a, b, mulKernel)
+	return record(out, "Mul", []*Tensor{a, b}, func(g *Tensor) []*Tensor {
+		var ga, gb *Tensor
+		if needs(a) {
+			ga = sumTo(binaryRaw("Mul", g, b, mulKernel), a.shape)
+		}
+		if needs(b) {
+			gb = sumTo(binaryRaw("Mul", g, a, mulKernel), b.shape)
+		}
+		return []*Tensor{ga, gb}
+	})
+}
+
+// Div returns a / b element-wise with broadcasting.
+func Div(a, b *Tensor) *Tensor {
+	out := binaryRaw("Div", a, b, divKernel)
+	return record(out, "Div", []*Tensor{a, b}, func(g *Tensor) []*Tensor {
+		var ga, gb *Tensor
+		gOverB := binaryRaw("Div", g, b, divKernel)
+		if needs(a) {
+			ga = sumTo(gOverB, a.shape)
+		}
+		if needs(b) {
+			// d(a/b)/db = -a/b^2 = -(a/b)/b
+			t := binaryRaw("Mul", gOverB, out, mulKernel)
+			gb = scaleRaw(sumTo(t, b.shape), -1)
+		}
+		return []*Tensor{ga, gb}
+	})
+}
+
+// mapRaw applies f to every element without recording.
+func mapRaw(x *Tensor, f func(float32) float32) *Tensor {
+	out := empty(x.dev, x.shape...)
+	x.dev.parallel(len(x.data), 16384, func(lo, hi int) {
+		o, in := out.data[lo:hi], x.data[lo:hi]
+		for i := range o {
+			o[i] = f(in[i])
+		}
+	})
+	return out
+}
+
+func scaleRaw(x *Tensor, s float32) *Tensor {
+	return mapRaw(x, func(v float32) float32 { return v * s })
+}
+
+// unary applies f element-wise; df(x, y) is the derivative at x where y = f(x).
+func unary(op string, x *Tensor, f func(float32) float32, df func(x, y float32) float32) *Tensor {
+	out := mapRaw(x, f)
+	return record(out, op, []*Tensor{x}, func(g *Tensor) []*Tensor {
+		gx := empty(x.dev, x.shape...)
+		x.dev.parallel(len(gx.data), 16384, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				gx.data[i] = g.data[i] * df(x.data[i], out.data[i])
+			}
+		})
+		return []*Tensor{gx}
+	})
+}
+
+// Scale returns x * s.
+func Scale(x *Tensor, s float32) *Tensor {
+	return unary("Scale", x, func(v float32) float32 { return v * s }, func(_, _ float32) float32 { return s })
+}
+
+// AddScalar returns x + s.
+func AddScalar(x *Tensor, s float32) *Tensor {
+	return unary("AddScalar", x, func(v float32) float32 { return v + s }, func(_, _ float32) float32 { return 1 })
+}
+
+// Neg returns -x.
+func Neg(x *Tensor) *Tensor { return Scale(x, -1) }
+
+// Exp returns e^x.
+func Exp(x *Tensor) *Tensor {
+	return unary("Exp", x, func(v float32) float32 { return float32(math.Exp(float64(v))) },
+		func(_, y float32) float32 { return y })
+}
+
+// Log returns the natural logarithm of x.
+func Log(x *Tensor) *Tensor {
+	return unary("Log", x, func(v float32) float32 { return float32(math.Log(float64(v))) },
+		func(x, _ float32) float32 { return 1 / x })
+}
+
+// Sqrt returns the square root of x.
+func Sqrt(x *Tensor) *Tensor {
+	return unary("Sqrt", x, func(v float32) float32 { return float32(math.Sqrt(float64(v))) },
+		func(_, y float32) float32 { return 0.5 / y })
+}
+
+// Pow returns x^p for a constant exponent p.
+func Pow(x *Tensor, p float32) *Tensor {
+	switch p {
+	case 2:
+		return unary("Pow", x, func(v float32) float32 { return v * v }, func(x, _ float32) float32 { return 2 * x })
+	}
+	return unary("Pow", x, func(v float32) float32 { return float32(math.Pow(float64(v), float64(p))) },
+		func(x, _ float32) float32 { return p * float32(math.Pow(float64(x), float64(p-1))) })
+}
+
+// Abs returns |x|; its gradient at 0 is 0, as in PyTorch.
+func Abs(x *Tensor) *Tensor {
+	return unary("Abs", x, func(v float32) float32 { return float32(math.Abs(float64(v))) },
+		func(x, _ float32) float32 {
+			switch {
+			case x > 0:
+				return 1
+			case x < 0:
+				return -1
+			}
+			return 0
+		})
+}
+
+// Clamp limits x to [lo, hi]; pass ±Inf to leave a side open. The gradient passes
+// where lo <= x <= hi, as in PyTorch.
+func Clamp(x *Tensor, lo, hi float32) *Tensor {
+	if lo > hi {
+		panic(fmt.Sprintf("tensor: Clamp: lo %v > hi %v", lo, hi))
+	}
+	return unary("Clamp", x, func(v float32) float32 {
+		if v < lo {
+			return lo
+		}
+		if v > hi {
+			return hi
+		}
+		return v
+	}, func(x, _ float32) float32 {
+		if x < lo || x > hi {
+			return 0
+		}
+		return 1
+	})
+}
+
+func sigmoid(v float32) float32 { return float32(1 / (1 + math.Exp(-float64(v)))) }
+
+// Sigmoid returns 1 / (1 + e^-x).
+func Sigmoid(x *Tensor) *Tensor {
+	return unary("Sigmoid", x, sigmoid, func(_, y float32) float32 { return y * (1 - y) })
+}
+
+// SiLU returns x * sigmoid(x).
+func SiLU(x *Tensor) *Tensor {
+	return unary("SiLU", x, func(v float32) float32 { return v * sigmoid(v) },
+		func(x, _ float32) float32 {
+			s := sigmoid(x)
+			return s * (1 + x*(1-s))
+		})
+}
+
+// ReLU returns max(x, 0).
+func ReLU(x *Tensor) *Tensor {
+	return unary("ReLU", x, func(v float32) float32 { return max(v, 0) },
+		func(x, _ float32) float32 {
+			if x > 0 {
+				return 1
+			}
+			return 0
+		})
+}
+
+// ELU returns x for x > 0 and alpha*(e^x - 1) otherwise.
+func ELU(x *Tensor, alpha float32) *Tensor {
+	return unary("ELU", x, func(v float32) float32 {
+		if v > 0 {
+			return v
+		}
+		return alpha * float32(math.Expm1(float64(v)))
+	}, func(x, y float32) float32 {
+		if x > 0 {
+			return 1
+		}
+		return y + alpha
+	})
+}
+
+// Tanh returns the hyperbolic tangent of x.
+func Tanh(x *Tensor) *Tensor {
+	return unary("Tanh", x, func(v float32) float32 { return float32(math.Tanh(float64(v))) },
+		func(_, y float32) float32 { return 1 - y*y })
+}
+
+// Softplus returns log(1 + e^x) (PyTorch's beta 1, threshold 20: x itself above 20).
+func Softplus(x *Tensor) *Tensor {
+	return unary("Softplus", x, func(v float32) float32 {
+		if v > 20 {
+			return v
+		}
+		return float32(math.Log1p(math.Exp(float64(v))))
+	}, func(x, _ float32) float32 {
+		if x > 20 {
+			return 1
+		}
+		return sigmoid(x)
+	})
+}

@@ -1,0 +1,173 @@
+package tensor
+
+import (
+	"fmt"
+	"math/rand/v2"
+)
+
+// Tensor is a dense, contiguous, row-major float32 array on a Device.
+// The zero value is not usable; make tensors with New, FromSlice, Full and friends.
+type Tensor struct {
+	dev   *Device
+	shape []int
+	data  []float32
+
+	requiresGrad bool
+	grad         *Tensor // accumulated gradient of a leaf
+	node         *node   // the op that made this tensor; nil for leaves
+	owned        bool    // a gradient buffer the backward pass may accumulate into
+}
+
+// New returns a zero-filled tensor of the given shape on dev.
+func New(dev *Device, shape ...int) *Tensor {
+	n := numel(shape)
+	return &Tensor{dev: dev, shape: cloneInts(shape), data: make([]float32, n)}
+}
+
+// empty returns a tensor whose contents are unspecified (every element must be written).
+func empty(dev *Device, shape ...int) *Tensor {
+	return &Tensor{dev: dev, shape: cloneInts(shape), data: make([]float32, numel(shape))}
+}
+
+// FromSlice wraps data (not copied) as a tensor of the given shape.
+// It panics if len(data) does not match the shape.
+func FromSlice(dev *Device, data []float32, shape ...int) *Tensor {
+	if len(data) != numel(shape) {
+		panic(fmt.Sprintf("tensor: FromSlice: %d values for shape %v", len(data), shape))
+	}
+	return &Tensor{dev: dev, shape: cloneInts(shape), data: data}
+}
+
+// Full returns a tensor of the given shape filled with v.
+func Full(dev *Device, v float32, shape ...int) *Tensor {
+	t := empty(dev, shape...)
+	for i := range t.data {
+		t.data[i] = v
+	}
+	return t
+}
+
+// Scalar returns a 0-dimensional tensor holding v.
+func Scalar(dev *Device, v float32) *Tensor { return Full(dev, v) }
+
+// Randn returns a tensor of standard normal samples drawn from rng.
+func Randn(dev *Device, rng *rand.Rand, shape ...int) *Tensor {
+	t := empty(dev, shape...)
+	for i := range t.data {
+		t.data[i] = float32(rng.NormFloat64())
+	}
+	return t
+}
+
+// Device returns the device the tensor lives on.
+func (t *Tensor) Device() *Device { return t.dev }
+
+// Shape returns the tensor's shape (do not modify it).
+func (t *Tensor) Shape() []int { return t.shape }
+
+// Dim returns the size of axis i; negative i counts from the end.
+func (t *Tensor) Dim(i int) int { return t.shape[axis(i, len(t.shape), "Dim")] }
+
+// Rank returns the number of axes.
+func (t *Tensor) Rank() int { return len(t.shape) }
+
+// Len returns the number of elements.
+func (t *Tensor) Len() int { return len(t.data) }
+
+// Strides returns the row-major strides of the tensor, in elements, as PyTorch reports them.
+func (t *Tensor) Strides() []int {
+	s := make([]int, len(t.shape))
+	acc := 1
+	for i := len(t.shape) - 1; i >= 0; i-- {
+		s[i] = acc
+		acc *= t.shape[i]
+	}
+	return s
+}
+
+// Data returns the tensor's elements in row-major order. The slice aliases the
+// tensor: writing to it changes the tensor (and invalidates recorded gradients).
+func (t *Tensor) Data() []float32 { return t.data }
+
+// Item returns the only element of a one-element tensor.
+func (t *Tensor) Item() float32 {
+	if len(t.data) != 1 {
+		panic(fmt.Sprintf("tensor: Item of a tensor of shape %v", t.shape))
+	}
+	return t.data[0]
+}
+
+// Clone returns a copy of t that does not require a gradient and has no history.
+func (t *Tensor) Clone() *Tensor {
+	c := empty(t.dev, t.shape...)
+	copy(c.data, t.data)
+	return c
+}
+
+// Detach returns a tensor sharing t's data with no history and no gradient.
+func (t *Tensor) Detach() *Tensor {
+	return &Tensor{dev: t.dev, shape: t.shape, data: t.data}
+}
+
+// RequiresGrad reports whether gradients flow to t.
+func (t *Tensor) RequiresGrad() bool { return t.requiresGrad }
+
+// SetRequiresGrad marks a leaf tensor as requiring a gradient (or not) and returns it.
+// It panics on a tensor made by an op.
+func (t *Tensor) SetRequiresGrad(v bool) *Tensor {
+	if t.node != nil {
+		panic("tensor: SetRequiresGrad on a non-leaf tensor; use Detach first")
+	}
+	t.requiresGrad = v
+	return t
+}
+
+// Grad returns the gradient accumulated into a leaf by Backward, or nil.
+func (t *Tensor) Grad() *Tensor { return t.grad }
+
+// ZeroGrad drops the accumulated gradient.
+func (t *Tensor) ZeroGrad() { t.grad = nil }
+
+// String summarises the tensor for debugging.
+func (t *Tensor) String() string {
+	if len(t.data) <= 8 {
+		return fmt.Sprintf("Tensor%v%v", t.shape, t.data)
+	}
+	return fmt.Sprintf("Tensor%v[%v %v %v ...]", t.shape, t.data[0], t.data[1], t.data[2])
+}
+
+func numel(shape []int) int {
+	n := 1
+	for _, s := range shape {
+		if s < 0 {
+			panic(fmt.Sprintf("tensor: negative size in shape %v", shape))
+		}
+		n *= s
+	}
+	return n
+}
+
+func cloneInts(s []int) []int { return append([]int(nil), s...) }
+
+func sameShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// axis normalises a possibly negative axis index for a tensor of the given rank.
+func axis(i, rank int, op string) int {
+	if i < 0 {
+		i += rank
+	}
+	if i < 0 || i >= rank {
+		panic(fmt.Sprintf("tensor: %s: axis %d out of range for rank %d", op, i, rank))
+	}
+	return i
+}
