@@ -38,7 +38,7 @@ func New(threads int) Impl {
 	}
 	ob, err := NewOpenBLAS(threads)
 	if err == nil {
-		log.Printf("egg: gemm: openblas (%s), %d threads", ob.(*openBLAS).path, threads)
+		log.Printf("egg: gemm: openblas (%s), %d threads", ob.(*openBLAS).describe(), threads)
 		return ob
 	}
 	g := NewGo(threads)
@@ -59,7 +59,7 @@ func normThreads(threads int) int {
 // smallFMAs is the size (m*n*k) below which a product is computed by the
 // pure-Go serial code even when OpenBLAS is in use: the foreign call costs
 // more than the arithmetic.
-const smallFMAs = 32 * 32 * 32
+const smallFMAs = 48 * 48 * 48
 
 // checkArgs panics when the arguments do not describe valid matrices.
 func checkArgs(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {

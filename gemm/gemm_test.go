@@ -276,3 +276,38 @@ func TestNew(t *testing.T) {
 	}
 	t.Logf("New(0) = %s", g.Name())
 }
+
+// TestManyGoroutines runs far more simultaneous calls than cores: OpenBLAS
+// crashes when too many threads call it at once unless calls are bounded.
+func TestManyGoroutines(t *testing.T) {
+	for _, im := range testImpls(t) {
+		t.Run(im.name, func(t *testing.T) {
+			const s = 96
+			a := make([]float32, s*s)
+			for i := range a {
+				a[i] = float32(i%7) - 3
+			}
+			want := make([]float32, s*s)
+			im.impl.Sgemm(false, true, s, s, s, 1, a, s, a, s, 0, want, s)
+			var wg sync.WaitGroup
+			var bad sync.Once
+			for g := 0; g < 200; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c := make([]float32, s*s)
+					for it := 0; it < 3; it++ {
+						im.impl.Sgemm(false, true, s, s, s, 1, a, s, a, s, 0, c, s)
+						for i := range c {
+							if c[i] != want[i] {
+								bad.Do(func() { t.Errorf("goroutine %d: C[%d] = %g, want %g", g, i, c[i], want[i]) })
+								return
+							}
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
+}

@@ -261,22 +261,21 @@ func kernelGeneric(kk int, a, b, c []float32, ldc int, alpha, beta float32) {
 // 6-row micro-panels: panel q holds rows 6q..6q+5 as dst[q*6*kk + p*6 + r],
 // zero-padded to 6 rows.
 func packA(avx bool, dst, a []float32, lda int, trans bool, mm, kk int) {
-	for i := 0; i < mm; i += mr {
+	i0 := 0
+	if trans && avx && mm >= mr {
+		// Whole panels at once, reading A row by row (contiguous).
+		np := mm / mr
+		_ = a[(kk-1)*lda+np*mr-1]
+		_ = dst[np*mr*kk-1]
+		packAT6Block(&dst[0], &a[0], lda, kk, np)
+		i0 = np * mr
+	}
+	for i := i0; i < mm; i += mr {
 		rows := min(mr, mm-i)
 		d := dst[i*kk : i*kk+mr*kk]
 		if trans {
 			src := a[i:]
-			p := 0
-			if avx && rows == mr {
-				// Each step copies 8 floats; stop before the last row of A
-				// so that the reads stay inside its 6 valid elements... the
-				// last row is done in Go.
-				if kk > 1 {
-					packAT6AVX(&d[0], &src[0], lda, kk-1)
-					p = kk - 1
-				}
-			}
-			for ; p < kk; p++ {
+			for p := 0; p < kk; p++ {
 				s := src[p*lda : p*lda+rows]
 				o := d[p*mr : p*mr+mr]
 				copy(o, s)

@@ -31,8 +31,9 @@ func packBT16AVX(dst, src *float32, ldb, k8 int)
 //go:noescape
 func packAN6AVX(dst, src *float32, lda, k8 int)
 
-// packAT6AVX copies the first 6 floats of k rows (stride lda) to dst as k
-// rows of 6. It reads and writes 8 floats per row.
+// packAT6Block packs np full 6-row micro-panels of a transposed A block:
+// dst[q*6*kk + p*6 + r] = src[p*lda + q*6 + r] for p < kk, q < np, r < 6.
+// It reads 2 floats past the 6*np used ones in every row but the last.
 //
 //go:noescape
-func packAT6AVX(dst, src *float32, lda, k int)
+func packAT6Block(dst, src *float32, lda, kk, np int)

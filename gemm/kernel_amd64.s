@@ -279,20 +279,48 @@ an6loop:
 	VZEROUPPER
 	RET
 
-// func packAT6AVX(dst, src *float32, lda, k int)
-TEXT ·packAT6AVX(SB), NOSPLIT, $0-32
+// func packAT6Block(dst, src *float32, lda, kk, np int)
+// For p < kk and q < np: dst[q*6*kk + p*6 + r] = src[p*lda + q*6 + r], r < 6.
+// Rows p < kk-1 are copied 8 floats at a time (the 2 extra floats land in
+// the next entry of the same panel, which is written later); the last row
+// is copied exactly.
+TEXT ·packAT6Block(SB), NOSPLIT, $0-40
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ lda+16(FP), R8
 	SHLQ $2, R8
-	MOVQ k+24(FP), CX
+	MOVQ kk+24(FP), CX
+	MOVQ np+32(FP), R9
+	LEAQ (CX)(CX*2), R10
+	SHLQ $3, R10 // panel stride in bytes: 24*kk
+	DECQ CX
+	JZ   at6last
 
-at6loop:
-	VMOVUPS (SI), Y0
-	VMOVUPS Y0, (DI)
+at6row:
+	MOVQ SI, R11
+	MOVQ DI, R12
+	MOVQ R9, BX
+
+at6col:
+	VMOVUPS (R11), Y0
+	VMOVUPS Y0, (R12)
+	ADDQ    $24, R11
+	ADDQ    R10, R12
+	DECQ    BX
+	JNZ     at6col
 	ADDQ    R8, SI
 	ADDQ    $24, DI
 	DECQ    CX
-	JNZ     at6loop
+	JNZ     at6row
+
+at6last:
+	VMOVUPS (SI), X0
+	VMOVSD  16(SI), X1
+	VMOVUPS X0, (DI)
+	VMOVSD  X1, 16(DI)
+	ADDQ    $24, SI
+	ADDQ    R10, DI
+	DECQ    R9
+	JNZ     at6last
 	VZEROUPPER
 	RET

@@ -9,4 +9,4 @@ func kernelAVX2(k int, a, b, c *float32, ldc int, alpha, beta float32) { panic("
 func packBN16AVX(dst, src *float32, ldb, k int)                        { panic("gemm: no AVX2") }
 func packBT16AVX(dst, src *float32, ldb, k8 int)                       { panic("gemm: no AVX2") }
 func packAN6AVX(dst, src *float32, lda, k8 int)                        { panic("gemm: no AVX2") }
-func packAT6AVX(dst, src *float32, lda, k int)                         { panic("gemm: no AVX2") }
+func packAT6Block(dst, src *float32, lda, kk, np int)                  { panic("gemm: no AVX2") }

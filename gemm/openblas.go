@@ -5,6 +5,8 @@ package gemm
 import (
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -39,6 +41,7 @@ type openBLASLib struct {
 	path       string
 	sgemm      func(order, transA, transB, m, n, k int32, alpha float32, a *float32, lda int32, b *float32, ldb int32, beta float32, c *float32, ldc int32)
 	setThreads func(n int32)
+	config     string // openblas_get_config(), e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64"
 }
 
 var (
@@ -46,6 +49,12 @@ var (
 	openBLAS0    *openBLASLib
 	openBLASErr  error
 	openBLASMu   sync.Mutex // serializes openblas_set_num_threads
+
+	// openBLASSem bounds the calls in flight: OpenBLAS has a fixed table of
+	// per-call buffers (2*NUM_THREADS entries in its build) and crashes when
+	// too many threads call it at once. More concurrent calls than cores
+	// would not run faster anyway.
+	openBLASSem = make(chan struct{}, min(32, max(4, 2*runtime.NumCPU())))
 )
 
 func loadOpenBLAS() (*openBLASLib, error) {
@@ -57,7 +66,7 @@ func loadOpenBLAS() (*openBLASLib, error) {
 				errs = append(errs, err.Error())
 				continue
 			}
-			lib := &openBLASLib{path: p}
+			lib := &openBLASLib{path: resolvedPath(p)}
 			if err := registerOpenBLAS(h, lib); err != nil {
 				errs = append(errs, fmt.Sprintf("%s: %v", p, err))
 				continue
@@ -86,7 +95,27 @@ func registerOpenBLAS(h uintptr, lib *openBLASLib) (err error) {
 	}
 	purego.RegisterLibFunc(&lib.sgemm, h, "cblas_sgemm")
 	purego.RegisterLibFunc(&lib.setThreads, h, "openblas_set_num_threads")
+	if _, err := purego.Dlsym(h, "openblas_get_config"); err == nil {
+		var getConfig func() string
+		purego.RegisterLibFunc(&getConfig, h, "openblas_get_config")
+		lib.config = strings.TrimSpace(getConfig())
+	}
 	return nil
+}
+
+// resolvedPath returns the file that the dynamic loader mapped for name
+// (from /proc/self/maps, following symlinks and alternatives), or name.
+func resolvedPath(name string) string {
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return name
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		if i := strings.IndexByte(line, '/'); i >= 0 && strings.Contains(line[i:], "libopenblas") {
+			return line[i:]
+		}
+	}
+	return name
 }
 
 // openBLAS is the OpenBLAS-backed Impl.
@@ -111,6 +140,14 @@ func NewOpenBLAS(threads int) (Impl, error) {
 	lib.setThreads(int32(threads))
 	openBLASMu.Unlock()
 	return &openBLAS{lib: lib, path: lib.path, threads: threads, small: NewGo(1)}, nil
+}
+
+// describe returns the library path and its build configuration.
+func (o *openBLAS) describe() string {
+	if o.lib.config != "" {
+		return o.path + ", " + o.lib.config
+	}
+	return o.path
 }
 
 // Name implements Impl.
@@ -145,5 +182,7 @@ func (o *openBLAS) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []fl
 	if transB {
 		tb = cblasTrans
 	}
+	openBLASSem <- struct{}{}
 	o.lib.sgemm(cblasRowMajor, ta, tb, int32(m), int32(n), int32(k), alpha, &a[0], int32(lda), &b[0], int32(ldb), beta, &c[0], int32(ldc))
+	<-openBLASSem
 }

@@ -182,7 +182,7 @@ func Neg(x *Tensor) *Tensor { return Scale(x, -1) }
 
 // Exp returns e^x.
 func Exp(x *Tensor) *Tensor {
-	return unary("Exp", x, func(v float32) float32 { return float32(math.Exp(float64(v))) },
+	return unary("Exp", x, expf,
 		func(_, y float32) float32 { return y })
 }
 
@@ -244,20 +244,32 @@ func Clamp(x *Tensor, lo, hi float32) *Tensor {
 	})
 }
 
-func sigmoid(v float32) float32 { return float32(1 / (1 + math.Exp(-float64(v)))) }
-
 // Sigmoid returns 1 / (1 + e^-x).
 func Sigmoid(x *Tensor) *Tensor {
-	return unary("Sigmoid", x, sigmoid, func(_, y float32) float32 { return y * (1 - y) })
+	return unary("Sigmoid", x, sigmoidf, func(_, y float32) float32 { return y * (1 - y) })
 }
 
 // SiLU returns x * sigmoid(x).
 func SiLU(x *Tensor) *Tensor {
-	return unary("SiLU", x, func(v float32) float32 { return v * sigmoid(v) },
-		func(x, _ float32) float32 {
-			s := sigmoid(x)
-			return s * (1 + x*(1-s))
+	out := empty(x.dev, x.shape...)
+	x.dev.parallel(len(x.data), 16384, func(lo, hi int) {
+		o, in := out.data[lo:hi], x.data[lo:hi]
+		for i, v := range in {
+			o[i] = v / (1 + expf(-v))
+		}
+	})
+	return record(out, "SiLU", []*Tensor{x}, func(g *Tensor) []*Tensor {
+		// d/dx x s(x) = s(x) (1 + x (1 - s(x)))
+		gx := empty(x.dev, x.shape...)
+		x.dev.parallel(len(gx.data), 16384, func(lo, hi int) {
+			o, in, gg := gx.data[lo:hi], x.data[lo:hi], g.data[lo:hi]
+			for i, v := range in {
+				s := 1 / (1 + expf(-v))
+				o[i] = gg[i] * s * (1 + v*(1-s))
+			}
 		})
+		return []*Tensor{gx}
+	})
 }
 
 // ReLU returns max(x, 0).
@@ -303,6 +315,6 @@ func Softplus(x *Tensor) *Tensor {
 		if x > 20 {
 			return 1
 		}
-		return sigmoid(x)
+		return sigmoidf(x)
 	})
 }

@@ -35,43 +35,99 @@ func (d *Device) batchedGemm(count int, ta, tb bool, m, n, k int, a func(i int) 
 
 // MatMul multiplies matrices: a [..., m, k] times b [..., k, n] gives [..., m, n].
 // The batch axes must be equal, or b may be a plain matrix [k, n] shared by all.
-func MatMul(a, b *Tensor) *Tensor {
+func MatMul(a, b *Tensor) *Tensor { return MatMulT(a, b, false, false) }
+
+// MatMulT multiplies op(a) by op(b), where op transposes the last two axes when the
+// corresponding flag is set, without materialising the transposes: with ta, a is
+// [..., k, m]; with tb, b is [..., n, k]. The batch axes must be equal, or b may be a
+// plain matrix shared by every batch item.
+func MatMulT(a, b *Tensor, ta, tb bool) *Tensor {
 	ra, rb := len(a.shape), len(b.shape)
 	if ra < 2 || rb < 2 {
 		panic(fmt.Sprintf("tensor: MatMul: shapes %v and %v need at least 2 axes", a.shape, b.shape))
 	}
 	m, k := a.shape[ra-2], a.shape[ra-1]
+	if ta {
+		m, k = k, m
+	}
 	k2, n := b.shape[rb-2], b.shape[rb-1]
+	if tb {
+		k2, n = n, k2
+	}
 	batch := numel(a.shape[:ra-2])
 	shared := rb == 2
 	if k != k2 || (!shared && !sameShape(a.shape[:ra-2], b.shape[:rb-2])) {
-		panic(fmt.Sprintf("tensor: MatMul: shapes %v and %v do not match", a.shape, b.shape))
+		panic(fmt.Sprintf("tensor: MatMul: shapes %v and %v (transposed %v, %v) do not match", a.shape, b.shape, ta, tb))
 	}
+	bs := k * n
 	if shared {
-		// One big product: [batch*m, k] x [k, n].
-		m, batch = m*batch, 1
+		bs = 0
+		if !ta && batch > 1 {
+			// One big product: [batch*m, k] x [k, n].
+			m, batch = m*batch, 1
+		}
 	}
-	shape := append(cloneInts(a.shape[:ra-1]), n)
+	shape := append(cloneInts(a.shape[:ra-2]), m, n)
+	if shared && !ta {
+		shape = append(cloneInts(a.shape[:ra-1]), n)
+	}
 	out := empty(a.dev, shape...)
 	d := a.dev
 	sl := func(x []float32, size int) func(int) []float32 {
+		if size == 0 {
+			return func(int) []float32 { return x }
+		}
 		return func(i int) []float32 { return x[i*size : (i+1)*size] }
 	}
-	d.batchedGemm(batch, false, false, m, n, k, sl(a.data, m*k), sl(b.data, k*n), sl(out.data, m*n), 0)
+	d.batchedGemm(batch, ta, tb, m, n, k, sl(a.data, m*k), sl(b.data, bs), sl(out.data, m*n), 0)
 	return record(out, "MatMul", []*Tensor{a, b}, func(g *Tensor) []*Tensor {
 		var ga, gb *Tensor
 		if needs(a) {
-			// dA = dC B^T
 			ga = empty(d, a.shape...)
-			d.batchedGemm(batch, false, true, m, k, n, sl(g.data, m*n), sl(b.data, k*n), sl(ga.data, m*k), 0)
+			if !ta {
+				// dA = dC op(B)^T
+				d.batchedGemm(batch, false, !tb, m, k, n, sl(g.data, m*n), sl(b.data, bs), sl(ga.data, m*k), 0)
+			} else {
+				// A is stored [k, m]: dA = op(B) dC^T
+				d.batchedGemm(batch, tb, true, k, m, n, sl(b.data, bs), sl(g.data, m*n), sl(ga.data, m*k), 0)
+			}
 		}
 		if needs(b) {
-			// dB = A^T dC (summed over the batch when b is shared)
-			gb = empty(d, b.shape...)
-			d.batchedGemm(batch, true, false, k, n, m, sl(a.data, m*k), sl(g.data, m*n), sl(gb.data, k*n), 0)
+			gb = New(d, b.shape...)
+			if shared && batch > 1 {
+				// Sum the per-item gradients of the shared matrix.
+				for i := 0; i < batch; i++ {
+					gradB(d, ta, tb, m, n, k, a.data[i*m*k:(i+1)*m*k], g.data[i*m*n:(i+1)*m*n], gb.data, 1)
+				}
+			} else {
+				d.parallel(batch, 1, func(lo, hi int) {
+					for i := lo; i < hi; i++ {
+						gradBSerial(d, batch > 1, ta, tb, m, n, k, a.data[i*m*k:(i+1)*m*k], g.data[i*m*n:(i+1)*m*n], gb.data[i*k*n:(i+1)*k*n])
+					}
+				})
+			}
 		}
 		return []*Tensor{ga, gb}
 	})
+}
+
+// gradB accumulates the gradient of op(B) for one product into gb (beta = 1 adds).
+func gradB(d *Device, ta, tb bool, m, n, k int, a, g, gb []float32, beta float32) {
+	if !tb {
+		// dB [k, n] = op(A)^T dC
+		d.gemmInto(false, !ta, false, k, n, m, 1, a, g, beta, gb)
+	} else {
+		// B is stored [n, k]: dB = dC^T op(A)
+		d.gemmInto(false, true, ta, n, k, m, 1, g, a, beta, gb)
+	}
+}
+
+func gradBSerial(d *Device, serial, ta, tb bool, m, n, k int, a, g, gb []float32) {
+	if !tb {
+		d.gemmInto(serial, !ta, false, k, n, m, 1, a, g, 0, gb)
+	} else {
+		d.gemmInto(serial, true, ta, n, k, m, 1, g, a, 0, gb)
+	}
 }
 
 // Linear applies x [..., in] -> x W^T + bias with W [out, in] and bias [out] (may be nil).

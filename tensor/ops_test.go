@@ -223,3 +223,25 @@ func TestBackwardAccumulates(t *testing.T) {
 		t.Fatal("an op on constants recorded a node")
 	}
 }
+
+func TestMatMulTGrad(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 13))
+	for _, ta := range []bool{false, true} {
+		for _, tb := range []bool{false, true} {
+			as, bs := []int{2, 3, 4}, []int{2, 4, 5}
+			if ta {
+				as = []int{2, 4, 3}
+			}
+			if tb {
+				bs = []int{2, 5, 4}
+			}
+			a, b := randT(rng, -1, 1, as...), randT(rng, -1, 1, bs...)
+			checkGrad(t, func(xs []*Tensor) *Tensor { return MatMulT(xs[0], xs[1], ta, tb) }, a, b)
+			b2 := randT(rng, -1, 1, bs[1:]...)
+			checkGrad(t, func(xs []*Tensor) *Tensor { return MatMulT(xs[0], xs[1], ta, tb) }, a, b2)
+		}
+	}
+	w := randT(rng, -1, 1, 5, 3)
+	checkGrad(t, func(xs []*Tensor) *Tensor { return Embedding(xs[0], []int{4, 0, 4}) }, w)
+	checkGrad(t, func(xs []*Tensor) *Tensor { return Select(xs[0], 1, []int{2, 0, 2}) }, randT(rng, -1, 1, 2, 3, 2))
+}

@@ -1,0 +1,526 @@
+#!/usr/bin/env python3
+"""PyTorch CPU baselines for egg's benchmarks (benchmark-only, not part of egg).
+
+Each workload here times exactly what the Go benchmark of the same name times,
+so that bench/run.sh can print egg/PyTorch ratios:
+
+  conv_stack/B{1,4}/{forward,inputgrad}       <-> BenchmarkConvStack
+  attention_block/B{1,4}/{forward,inputgrad}  <-> BenchmarkAttentionBlock
+  egg_step/B{1,4}                             <-> BenchmarkEGGStep
+  v4_model/B1/inputgrad, v4_model/B16/train   <-> BenchmarkV4Model
+  egg_step_256/B1  (only with --big; PyTorch only, one step, plus peak RSS)
+
+conv_stack
+    6 x [Conv2d 3x3 64->64 pad 1 with bias -> GroupNorm(32, 64, eps 1e-5,
+    affine) -> SiLU] on a Bx64x64x64 input.
+attention_block
+    The ADM (openai/guided-diffusion) attention block, written here in plain
+    torch: GroupNorm(32, 256) -> conv1d 1x1 256->768 (qkv) -> legacy QKV
+    attention with 4 heads of 64 channels -> conv1d 1x1 256->256 (proj_out)
+    -> residual add, on a Bx256x16x16 input (T = 256 positions).
+    "forward" runs under torch.no_grad(); "inputgrad" is the forward plus the
+    gradient of output.sum() w.r.t. the input (weights do not require grad).
+egg_step
+    One energy-guided step through guided-diffusion's own UNetModel (64x64
+    config, random weights, seed 0): x_t ~ N(0, I) requires grad,
+    eps = unet(x_t, t=500)[:, :3],
+    x0_hat = sqrt(1/abar) x_t - sqrt(1/abar - 1) eps  (linear betas 1e-4..0.02,
+    1000 steps, float64 alphas_cumprod), energy = -(W * x0_hat.mean(1)).sum()
+    for a fixed random 64x64 map W, grad = d energy / d x_t.
+    Needs --guided-diffusion PATH (a checkout of openai/guided-diffusion);
+    skipped with a message otherwise.
+egg_step_256
+    The same step with the 256x256 unconditional ADM config, batch 1, run in
+    a subprocess so that its peak RSS (ru_maxrss) is its own.
+v4_model
+    The data-driven attention encoding model of the EGG paper, in plain torch:
+    a conv core (9x9 conv 1->96, BN, ELU, then 4 depth-separable layers
+    [1x1, 5x5 depthwise, 1x1] each followed by BN and ELU) on 1x100x100 images
+    (map 96x92x92), and an attention readout for 1244 neurons.
+    "B1/inputgrad": eval mode, gradient of y[0, 7] w.r.t. the input.
+    "B16/train": train mode, Poisson loss, backward, AdamW(lr 1e-3) step.
+
+Timing: torch.set_num_threads(2); each case runs --warmup untimed calls, then
+--reps timed calls (time.perf_counter; fewer, but at least --min-reps, when a
+case would exceed --max-seconds), and the median is reported.
+
+Output: one line per case, "name<TAB>milliseconds" (egg_step_256 adds a third
+field "peak_rss_kib=N"); with --json a single JSON object instead.
+
+Examples:
+  python3 bench/torch_bench.py
+  python3 bench/torch_bench.py --only conv_stack,v4_model --json
+  python3 bench/torch_bench.py --guided-diffusion /tmp/gd --big
+"""
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import types
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+WORKLOADS = ("conv_stack", "attention_block", "egg_step", "v4_model")
+NUM_THREADS = 2
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# Timing
+
+
+def time_case(fn, warmup, reps, min_reps, max_seconds):
+    """Median wall time of fn() in milliseconds (after warmup calls)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < reps:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= min_reps and time.perf_counter() - start > max_seconds:
+            break
+    return statistics.median(times) * 1e3, len(times)
+
+
+# --------------------------------------------------------------------------
+# conv_stack
+
+
+class ConvStack(nn.Module):
+    """6 x [Conv2d 3x3 64->64 pad 1 -> GroupNorm(32) -> SiLU]."""
+
+    def __init__(self, depth=6, ch=64):
+        super().__init__()
+        layers = []
+        for _ in range(depth):
+            layers += [
+                nn.Conv2d(ch, ch, 3, padding=1, bias=True),
+                nn.GroupNorm(32, ch, eps=1e-5, affine=True),
+                nn.SiLU(),
+            ]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+# --------------------------------------------------------------------------
+# attention_block (ADM attention block, legacy QKV order)
+
+
+class AttentionBlock(nn.Module):
+    """GroupNorm -> qkv 1x1 conv -> legacy QKV attention -> proj_out -> +x."""
+
+    def __init__(self, channels=256, num_heads=4):
+        super().__init__()
+        self.channels = channels
+        self.num_heads = num_heads
+        self.norm = nn.GroupNorm(32, channels, eps=1e-5)
+        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.proj_out = nn.Conv1d(channels, channels, 1)
+
+    def attention(self, qkv):
+        # Legacy order: qkv is (B, heads*3*ch, T), reshaped to (B*heads, 3*ch, T).
+        bs, width, length = qkv.shape
+        ch = width // (3 * self.num_heads)
+        q, k, v = qkv.reshape(bs * self.num_heads, 3 * ch, length).split(ch, dim=1)
+        scale = 1.0 / math.sqrt(math.sqrt(ch))
+        weight = torch.einsum("bct,bcs->bts", q * scale, k * scale)
+        weight = torch.softmax(weight.float(), dim=-1).type(weight.dtype)
+        a = torch.einsum("bts,bcs->bct", weight, v)
+        return a.reshape(bs, -1, length)
+
+    def forward(self, x):
+        b, c = x.shape[:2]
+        xf = x.reshape(b, c, -1)
+        h = self.attention(self.qkv(self.norm(xf)))
+        h = self.proj_out(h)
+        return (xf + h).reshape(x.shape)
+
+
+def frozen(module):
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.eval()
+
+
+def layer_cases(name, module, shape):
+    """forward / inputgrad cases of a module with frozen weights."""
+    torch.manual_seed(1)
+    x = torch.randn(*shape)
+
+    def forward():
+        with torch.no_grad():
+            module(x)
+
+    def inputgrad():
+        xi = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(module(xi).sum(), xi)
+        return g
+
+    b = shape[0]
+    return [(f"{name}/B{b}/forward", forward), (f"{name}/B{b}/inputgrad", inputgrad)]
+
+
+def conv_stack_cases():
+    torch.manual_seed(0)
+    m = frozen(ConvStack())
+    return layer_cases("conv_stack", m, (1, 64, 64, 64)) + layer_cases(
+        "conv_stack", m, (4, 64, 64, 64)
+    )
+
+
+def attention_block_cases():
+    torch.manual_seed(0)
+    m = frozen(AttentionBlock())
+    return layer_cases("attention_block", m, (1, 256, 16, 16)) + layer_cases(
+        "attention_block", m, (4, 256, 16, 16)
+    )
+
+
+# --------------------------------------------------------------------------
+# egg_step (guided-diffusion UNetModel)
+
+UNET_64 = dict(
+    image_size=64,
+    in_channels=3,
+    model_channels=64,
+    out_channels=6,
+    num_res_blocks=2,
+    attention_resolutions=(4, 8),  # 64/16, 64/8
+    dropout=0.0,
+    channel_mult=(1, 2, 3, 4),
+    use_checkpoint=False,
+    use_fp16=False,
+    num_head_channels=32,
+    use_scale_shift_norm=True,
+    resblock_updown=True,
+    use_new_attention_order=False,
+)
+
+UNET_256 = dict(
+    image_size=256,
+    in_channels=3,
+    model_channels=256,
+    out_channels=6,
+    num_res_blocks=2,
+    attention_resolutions=(8, 16, 32),  # 256/32, 256/16, 256/8
+    dropout=0.0,
+    channel_mult=(1, 1, 2, 2, 4, 4),
+    use_checkpoint=False,
+    use_fp16=False,
+    num_head_channels=64,
+    use_scale_shift_norm=True,
+    resblock_updown=True,
+    use_new_attention_order=False,
+)
+
+
+def import_unet(gd_path):
+    """Import guided_diffusion.unet.UNetModel from a checkout, or return None."""
+    if not gd_path:
+        return None
+    if not os.path.isfile(os.path.join(gd_path, "guided_diffusion", "unet.py")):
+        log(f"# no guided_diffusion/unet.py under {gd_path!r}")
+        return None
+    sys.path.insert(0, os.path.abspath(gd_path))
+    # unet -> fp16_util -> logger uses only the standard library; other modules
+    # of the package (dist_util, image_datasets) need blobfile/mpi4py. Stub
+    # them in case a checkout's import chain reaches them.
+    for mod in ("blobfile", "mpi4py", "mpi4py.MPI"):
+        try:
+            __import__(mod)
+        except ImportError:
+            sys.modules[mod] = types.ModuleType(mod)
+    try:
+        from guided_diffusion.unet import UNetModel
+    except Exception as e:  # pragma: no cover - depends on the checkout
+        log(f"# cannot import guided_diffusion.unet from {gd_path!r}: {e}")
+        return None
+    return UNetModel
+
+
+def disable_attention_checkpoint():
+    """Make guided-diffusion's AttentionBlock honour use_checkpoint=False.
+
+    Upstream's AttentionBlock.forward calls checkpoint(..., True)
+    unconditionally, so its forward is recomputed during the backward pass
+    even with use_checkpoint=False. This replaces the module-level
+    `checkpoint` helper of guided_diffusion.unet by a plain call."""
+    import guided_diffusion.unet as gd_unet
+
+    gd_unet.checkpoint = lambda func, inputs, params, flag: func(*inputs)
+
+
+def build_unet(UNetModel, config):
+    torch.manual_seed(0)
+    model = UNetModel(**config)
+    # ADM zero-initialises the last conv of every block and the output conv;
+    # give those random values too so that the guidance gradient is not
+    # trivially zero. (Dense kernels cost the same either way.)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1 and not p.any():
+                fan_in = p[0].numel()
+                p.normal_(0.0, 1.0 / math.sqrt(fan_in))
+    # Parameters keep requires_grad=True: upstream's checkpointed
+    # AttentionBlock differentiates w.r.t. its parameters in the backward
+    # pass and fails on frozen ones. torch.autograd.grad(energy, x_t) still
+    # skips the weight gradients of every other layer.
+    return model.eval()
+
+
+def abar(t):
+    """Linear-schedule alphas_cumprod[t] in float64."""
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    return torch.cumprod(1.0 - betas, dim=0)[t].item()
+
+
+def egg_step_fn(model, batch, size, t=500):
+    """One guided step: returns a closure computing d energy / d x_t."""
+    a = abar(t)
+    c_x, c_eps = math.sqrt(1.0 / a), math.sqrt(1.0 / a - 1.0)
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.randn(batch, 3, size, size, generator=g)
+    w_map = torch.randn(size, size, generator=g)
+    ts = torch.full((batch,), float(t))
+
+    def step():
+        x_t = x0.detach().requires_grad_(True)
+        eps = model(x_t, ts)[:, :3]
+        x0_hat = c_x * x_t - c_eps * eps
+        energy = -(w_map * x0_hat.mean(1)).sum()
+        (grad,) = torch.autograd.grad(energy, x_t)
+        return grad
+
+    return step
+
+
+def egg_step_cases(gd_path, attn_checkpoint):
+    UNetModel = import_unet(gd_path)
+    if UNetModel is None:
+        log("# egg_step skipped: pass --guided-diffusion PATH (an openai/guided-diffusion checkout)")
+        return []
+    if not attn_checkpoint:
+        disable_attention_checkpoint()
+    model = build_unet(UNetModel, UNET_64)
+    return [(f"egg_step/B{b}", egg_step_fn(model, b, 64)) for b in (1, 4)]
+
+
+def egg_step_256_child(gd_path, steps, attn_checkpoint):
+    """Runs in a subprocess: prints one JSON line with ms and peak RSS."""
+    torch.set_num_threads(NUM_THREADS)
+    UNetModel = import_unet(gd_path)
+    if UNetModel is None:
+        sys.exit(3)
+    if not attn_checkpoint:
+        disable_attention_checkpoint()
+    model = build_unet(UNetModel, UNET_256)
+    step = egg_step_fn(model, 1, 256)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    nparams = sum(p.numel() for p in model.parameters())
+    print(json.dumps({"ms": statistics.median(times) * 1e3, "steps": steps,
+                      "peak_rss_kib": rss, "params": nparams}))
+
+
+def egg_step_256(gd_path, steps, attn_checkpoint):
+    if import_unet(gd_path) is None:
+        log("# egg_step_256 skipped: pass --guided-diffusion PATH")
+        return None
+    cmd = [sys.executable, os.path.abspath(__file__), "--guided-diffusion", gd_path,
+           "--_big-child", "--big-steps", str(steps)]
+    if not attn_checkpoint:
+        cmd.append("--no-attn-checkpoint")
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        log(f"# egg_step_256 failed (exit {res.returncode}):\n{res.stderr}")
+        return None
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------
+# v4_model (data-driven attention encoding model)
+
+
+def positional_encoding_2d(channels, height, width):
+    """Fixed 2D sinusoidal encoding (C, H*W): first half of the channels
+    encode the row, second half the column, each as interleaved sin/cos."""
+    half = channels // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(0, half, 2).float() / half)
+
+    def enc(n):
+        pos = torch.arange(n).float()[:, None] * freqs[None]  # (n, half/2)
+        return torch.stack([pos.sin(), pos.cos()], dim=-1).reshape(n, half)  # (n, half)
+
+    ey = enc(height)[:, None, :].expand(height, width, half)
+    ex = enc(width)[None, :, :].expand(height, width, half)
+    pe = torch.cat([ey, ex], dim=-1)  # (H, W, C)
+    return pe.reshape(height * width, channels).t().contiguous()
+
+
+class V4Model(nn.Module):
+    def __init__(self, n_neurons=1244, channels=96, image=100, d_kv=128,
+                 temperature=1.0):
+        super().__init__()
+        layers = [nn.Conv2d(1, channels, 9, bias=False), nn.BatchNorm2d(channels), nn.ELU()]
+        for _ in range(4):
+            layers += [
+                nn.Conv2d(channels, channels, 1, bias=False),
+                nn.Conv2d(channels, channels, 5, padding=2, groups=channels, bias=False),
+                nn.Conv2d(channels, channels, 1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ELU(),
+            ]
+        self.core = nn.Sequential(*layers)
+        side = image - 8
+        self.register_buffer("pos", positional_encoding_2d(channels, side, side))
+        self.to_kv = nn.Linear(channels, 2 * d_kv, bias=False)
+        self.query = nn.Parameter(torch.randn(d_kv, n_neurons) / math.sqrt(d_kv))
+        self.features = nn.Parameter(torch.randn(d_kv, n_neurons) / math.sqrt(d_kv))
+        self.bias = nn.Parameter(torch.zeros(n_neurons))
+        self.d_kv = d_kv
+        self.scale = channels ** -0.5 / temperature
+
+    def forward(self, x):
+        feats = self.core(x)                         # (B, C, H, W)
+        X = feats.flatten(2) + self.pos              # (B, C, S)
+        kv = self.to_kv(X.transpose(1, 2))           # (B, S, 2D)
+        k, v = kv.split(self.d_kv, dim=-1)           # (B, S, D) each
+        # logits[b, s, n] = k[b, s, :] . query[:, n] * scale, kept as (B, N, S)
+        # so that the softmax over positions runs along the contiguous last
+        # dim (torch 1.13's softmax over a strided dim is ~7x slower).
+        logits = torch.matmul(self.query.t(), k.transpose(1, 2)) * self.scale
+        att = torch.softmax(logits, dim=-1)                # (B, N, S)
+        pooled = torch.matmul(att, v)                      # (B, N, D)
+        out = (pooled * self.features.t()).sum(-1) + self.bias  # (B, N)
+        return F.elu(out) + 1.0
+
+
+def v4_model_cases():
+    torch.manual_seed(0)
+    model = V4Model()
+
+    # B1/inputgrad: eval mode, weights frozen, d y[0, 7] / d x.
+    eval_model = V4Model()
+    eval_model.load_state_dict(model.state_dict())
+    frozen(eval_model)
+    x1 = torch.randn(1, 1, 100, 100)
+
+    def inputgrad():
+        xi = x1.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(eval_model(xi)[0, 7], xi)
+        return g
+
+    # B16/train: train mode, Poisson loss, backward, AdamW step.
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x16 = torch.randn(16, 1, 100, 100)
+    target = torch.poisson(torch.full((16, 1244), 1.0))
+
+    def train():
+        opt.zero_grad(set_to_none=True)
+        y = model(x16)
+        loss = (y - target * torch.log(y + 1e-12)).sum()
+        loss.backward()
+        opt.step()
+        return loss
+
+    return [("v4_model/B1/inputgrad", inputgrad), ("v4_model/B16/train", train)]
+
+
+# --------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default=",".join(WORKLOADS),
+                    help="comma-separated workloads (default: %(default)s)")
+    ap.add_argument("--guided-diffusion", metavar="PATH", default=os.environ.get("GUIDED_DIFFUSION", ""),
+                    help="openai/guided-diffusion checkout, needed by egg_step "
+                         "(default: $GUIDED_DIFFUSION)")
+    ap.add_argument("--big", action="store_true",
+                    help="also run egg_step_256 (256x256 ADM, batch 1, in a subprocess)")
+    ap.add_argument("--big-steps", type=int, default=1,
+                    help="timed steps of egg_step_256 (median; default %(default)s)")
+    ap.add_argument("--no-attn-checkpoint", dest="attn_checkpoint", action="store_false",
+                    help="egg_step*: stop upstream's AttentionBlock from always "
+                         "checkpointing (recomputing its forward in the backward pass)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed calls per case")
+    ap.add_argument("--reps", type=int, default=7, help="timed calls per case")
+    ap.add_argument("--min-reps", type=int, default=3,
+                    help="timed calls per case even past --max-seconds")
+    ap.add_argument("--max-seconds", type=float, default=20.0,
+                    help="stop a case's timed calls after this long (once --min-reps ran)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--_big-child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args._big_child:
+        egg_step_256_child(args.guided_diffusion, args.big_steps, args.attn_checkpoint)
+        return
+
+    torch.set_num_threads(NUM_THREADS)
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        log(f"# warning: 1-minute load average is {load:.2f}; timings will be noisy "
+            "(torch's OpenMP threads degrade badly when cores are shared)")
+    wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+    unknown = set(wanted) - set(WORKLOADS) - {"egg_step_256"}
+    if unknown:
+        ap.error(f"unknown workloads: {sorted(unknown)}")
+
+    builders = {
+        "conv_stack": conv_stack_cases,
+        "attention_block": attention_block_cases,
+        "egg_step": lambda: egg_step_cases(args.guided_diffusion, args.attn_checkpoint),
+        "v4_model": v4_model_cases,
+    }
+    results = {}
+    for w in wanted:
+        if w == "egg_step_256":
+            continue
+        for name, fn in builders[w]():
+            ms, n = time_case(fn, args.warmup, args.reps, args.min_reps, args.max_seconds)
+            results[name] = {"ms": ms, "reps": n}
+            if not args.json:
+                print(f"{name}\t{ms:.3f}", flush=True)
+
+    if args.big or "egg_step_256" in wanted:
+        big = egg_step_256(args.guided_diffusion, args.big_steps, args.attn_checkpoint)
+        if big is not None:
+            results["egg_step_256/B1"] = big
+            if not args.json:
+                print(f"egg_step_256/B1\t{big['ms']:.3f}\tpeak_rss_kib={big['peak_rss_kib']}",
+                      flush=True)
+
+    if args.json:
+        print(json.dumps({
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "loadavg_at_start": load,
+            "warmup": args.warmup,
+            "attn_checkpoint": args.attn_checkpoint,
+            "results": results,
+        }, indent=1))
+
+
+if __name__ == "__main__":
+    main()

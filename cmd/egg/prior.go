@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/pflag"
+
+	"egg/adm"
+	"egg/checkpoint"
+	"egg/diffusion"
+	"egg/nn"
+	"egg/tensor"
+)
+
+// priorOptions choose the diffusion model and its process.
+type priorOptions struct {
+	weights       string
+	preset        string
+	configFile    string
+	steps         string
+	noiseSchedule string
+	diffSteps     int
+	sigma         string
+	predictX0     bool
+}
+
+func (o *priorOptions) addFlags(f *pflag.FlagSet, defaultSteps string) {
+	f.StringVar(&o.weights, "weights", "", "diffusion checkpoint (.safetensors or PyTorch .pt state_dict)")
+	f.StringVar(&o.preset, "preset", "", "UNet flags of a released guided-diffusion checkpoint: "+fmt.Sprint(adm.PresetNames()))
+	f.StringVar(&o.configFile, "config", "", "JSON file of guided-diffusion UNetModel keyword arguments (instead of --preset)")
+	f.StringVar(&o.steps, "steps", defaultSteps, `timestep respacing: "N", "ddimN" or "a,b,c"`)
+	f.StringVar(&o.noiseSchedule, "noise-schedule", "linear", "beta schedule of the trained process: linear or cosine")
+	f.IntVar(&o.diffSteps, "diffusion-steps", 1000, "steps of the trained diffusion process")
+	f.StringVar(&o.sigma, "sigma", "", "variance: learned (default when out_channels = 2 x in_channels), fixed-small or fixed-large")
+	f.BoolVar(&o.predictX0, "predict-xstart", false, "the model predicts x0 instead of epsilon")
+}
+
+// load builds the UNet and the respaced diffusion process.
+func (o *priorOptions) load(dev *tensor.Device, eggClamp bool) (*adm.UNet, *diffusion.Schedule, error) {
+	if o.weights == "" {
+		return nil, nil, usagef("--weights is required (a guided-diffusion checkpoint)")
+	}
+	var cfg adm.Config
+	var err error
+	switch {
+	case o.preset != "" && o.configFile != "":
+		return nil, nil, usagef("give --preset or --config, not both")
+	case o.preset != "":
+		cfg, err = adm.Preset(o.preset)
+	case o.configFile != "":
+		cfg, err = adm.LoadConfig(o.configFile)
+	default:
+		return nil, nil, usagef("give --preset NAME or --config FILE to describe the UNet of %s", o.weights)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	unet, err := adm.New(dev, cfg, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := checkpoint.Open(o.weights)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer r.Close()
+	if err := nn.Load(unet, r, nn.LoadOptions{}); err != nil {
+		return nil, nil, fmt.Errorf("loading %s: %w", o.weights, err)
+	}
+	s, err := o.schedule(cfg, eggClamp)
+	return unet, s, err
+}
+
+func (o *priorOptions) schedule(cfg adm.Config, eggClamp bool) (*diffusion.Schedule, error) {
+	dc := diffusion.Config{
+		BetaSchedule:      o.noiseSchedule,
+		NumTimesteps:      o.diffSteps,
+		TimestepRespacing: o.steps,
+		RescaleTimesteps:  true,
+	}
+	if o.predictX0 {
+		dc.MeanType = diffusion.MeanStartX
+	}
+	switch {
+	case o.sigma == "" && cfg.LearnSigma(), o.sigma == "learned":
+		if !cfg.LearnSigma() {
+			return nil, usagef("--sigma learned needs out_channels = 2 x in_channels (the model has %d and %d)", cfg.OutChannels, cfg.InChannels)
+		}
+		dc.VarType = diffusion.VarLearnedRange
+	case o.sigma == "" || o.sigma == "fixed-large":
+		dc.VarType = diffusion.VarFixedLarge
+	case o.sigma == "fixed-small":
+		dc.VarType = diffusion.VarFixedSmall
+	default:
+		return nil, usagef("--sigma %q: want learned, fixed-small or fixed-large", o.sigma)
+	}
+	if cfg.LearnSigma() && dc.VarType != diffusion.VarLearnedRange {
+		return nil, usagef("the model predicts its variance (out_channels = 2 x in_channels); use --sigma learned")
+	}
+	if eggClamp {
+		c := diffusion.EGGLogVarianceClamp
+		dc.LogVarianceClamp = &c
+	}
+	s, err := diffusion.New(dc)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return s, nil
+}

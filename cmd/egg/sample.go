@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"egg/guidance"
+	"egg/imageio"
+	"egg/tensor"
+)
+
+// sampleOptions are the flags of `egg sample`.
+type sampleOptions struct {
+	prior     priorOptions
+	sampler   string
+	eta       float64
+	n         int
+	batchSize int
+	seed      uint64
+	out       string
+	class     int
+	quiet     bool
+}
+
+func newSampleCmd(g *globalOptions) *cobra.Command {
+	o := &sampleOptions{}
+	cmd := &cobra.Command{
+		Use:   "sample",
+		Short: "Draw unguided samples from a diffusion model",
+		Long: `sample draws images from a guided-diffusion (ADM) model without guidance and writes
+them as PNG files (sample_00000.png, ...) and a grid (grid.png) into --out.
+
+Sample k is drawn from its own random stream (seed, k), so the same seed gives the same
+images whatever the batch size. Grayscale models write grayscale PNGs.
+
+Exit status: 0 on success, 1 when sampling failed, 2 on a usage error.`,
+		Example: `  egg sample --weights 256x256_diffusion_uncond.pt --preset 256x256_diffusion_uncond --steps 100 --n 4 --out samples/`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runSample(cmd.Context(), g, o)
+		},
+	}
+	f := cmd.Flags()
+	o.prior.addFlags(f, "100")
+	f.StringVar(&o.sampler, "sampler", "ddpm", "ddpm or ddim")
+	f.Float64Var(&o.eta, "eta", 0, "DDIM eta (0: deterministic)")
+	f.IntVar(&o.n, "n", 8, "number of images")
+	f.IntVar(&o.batchSize, "batch-size", 4, "images per batch")
+	f.Uint64Var(&o.seed, "seed", 0, "random seed")
+	f.StringVar(&o.out, "out", "samples", "output folder")
+	f.IntVar(&o.class, "class", -1, "class label for class-conditional models (-1: random per image)")
+	f.BoolVar(&o.quiet, "quiet", false, "no progress bar")
+	return cmd
+}
+
+func runSample(ctx context.Context, g *globalOptions, o *sampleOptions) error {
+	if o.n <= 0 || o.batchSize <= 0 {
+		return usagef("--n and --batch-size must be positive")
+	}
+	if o.sampler != "ddpm" && o.sampler != "ddim" {
+		return usagef("--sampler %q: want ddpm or ddim", o.sampler)
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return fmt.Errorf("cannot create the output folder: %w", err)
+	}
+	dev := tensor.CPU(g.threads)
+	unet, s, err := o.prior.load(dev, false)
+	if err != nil {
+		return err
+	}
+	cfg := unet.Config
+	c, size := cfg.InChannels, cfg.ImageSize
+	all := make([]float32, 0, o.n*c*size*size)
+	bar := progressbar.NewOptions(o.n*s.NumTimesteps,
+		progressbar.OptionSetDescription("sampling"),
+		progressbar.OptionShowIts(), progressbar.OptionSetItsString("steps"),
+		progressbar.OptionSetVisibility(!o.quiet), progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionShowCount())
+	for start := 0; start < o.n; start += o.batchSize {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("interrupted after %d images (written to %s)", start, o.out)
+		}
+		n := min(o.batchSize, o.n-start)
+		rngs := make([]*rand.Rand, n)
+		var labels []int
+		for k := range rngs {
+			rngs[k] = rand.New(rand.NewPCG(o.seed, uint64(start+k)))
+			if cfg.NumClasses != nil {
+				l := o.class
+				if l < 0 {
+					l = rngs[k].IntN(*cfg.NumClasses)
+				}
+				labels = append(labels, l)
+			}
+		}
+		xT := guidance.Noise(dev, rngs, n, c, size, size)
+		res := guidance.Unguided(unet, s, xT, rngs, labels, o.sampler == "ddim", o.eta, func(guidance.Step) {
+			bar.Add(n)
+		})
+		data := res.Sample.Data()
+		per := c * size * size
+		for k := 0; k < n; k++ {
+			img, err := imageio.Image(data[k*per:(k+1)*per], c, size, size, imageio.Diffusion)
+			if err != nil {
+				return err
+			}
+			if err := imageio.WritePNG(filepath.Join(o.out, fmt.Sprintf("sample_%05d.png", start+k)), img); err != nil {
+				return err
+			}
+		}
+		all = append(all, data...)
+	}
+	bar.Finish()
+	grid, err := imageio.Grid(all, o.n, c, size, size, 0, 2, imageio.Diffusion)
+	if err != nil {
+		return err
+	}
+	if err := imageio.WritePNG(filepath.Join(o.out, "grid.png"), grid); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote %d samples and grid.png to %s\n", o.n, o.out)
+	return nil
+}

@@ -1,0 +1,299 @@
+package tensor
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// naiveNorm normalises x (rows of the given index sets) in float64: for every set of
+// flat indices, y = (x - mean) / sqrt(var + eps), then y*w[ch(i)] + b[ch(i)].
+func naiveNorm(x []float32, sets [][]int, eps float64, scale func(i int) (w, b float64)) []float64 {
+	y := make([]float64, len(x))
+	for _, set := range sets {
+		var m, v float64
+		for _, i := range set {
+			m += float64(x[i])
+		}
+		m /= float64(len(set))
+		for _, i := range set {
+			v += (float64(x[i]) - m) * (float64(x[i]) - m)
+		}
+		v /= float64(len(set))
+		for _, i := range set {
+			w, b := scale(i)
+			y[i] = (float64(x[i])-m)/math.Sqrt(v+eps)*w + b
+		}
+	}
+	return y
+}
+
+func maxDiff(got []float32, want []float64) float64 {
+	var d float64
+	for i := range want {
+		d = math.Max(d, math.Abs(float64(got[i])-want[i]))
+	}
+	return d
+}
+
+func TestGroupNormForward(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 1))
+	for _, tc := range []struct {
+		shape  []int
+		groups int
+		affine bool
+	}{
+		{[]int{2, 6, 3, 4}, 3, true},
+		{[]int{1, 8, 5}, 2, false},
+		{[]int{3, 4}, 2, true},
+		{[]int{2, 64, 6, 6}, 32, true},
+	} {
+		x := randT(rng, -3, 5, tc.shape...).SetRequiresGrad(false)
+		c := tc.shape[1]
+		hw := numel(tc.shape[2:])
+		var w, b *Tensor
+		if tc.affine {
+			w = randT(rng, 0.5, 1.5, c).SetRequiresGrad(false)
+			b = randT(rng, -1, 1, c).SetRequiresGrad(false)
+		}
+		cg := c / tc.groups
+		var sets [][]int
+		for n := 0; n < tc.shape[0]; n++ {
+			for g := 0; g < tc.groups; g++ {
+				var set []int
+				for i := 0; i < cg*hw; i++ {
+					set = append(set, (n*tc.groups+g)*cg*hw+i)
+				}
+				sets = append(sets, set)
+			}
+		}
+		want := naiveNorm(x.data, sets, 1e-5, func(i int) (float64, float64) {
+			ch := i / hw % c
+			return float64(at(w, ch, 1)), float64(at(b, ch, 0))
+		})
+		y := GroupNorm(x, tc.groups, w, b, 1e-5)
+		if d := maxDiff(y.data, want); d > 1e-5 {
+			t.Errorf("GroupNorm %v/%d: max diff %g", tc.shape, tc.groups, d)
+		}
+		if y.requiresGrad {
+			t.Errorf("GroupNorm of constants requires a gradient")
+		}
+	}
+}
+
+func TestGroupNormGrad(t *testing.T) {
+	rng := rand.New(rand.NewPCG(22, 1))
+	for _, tc := range []struct {
+		shape  []int
+		groups int
+		affine bool
+		needX  bool
+	}{
+		{[]int{2, 4, 3, 3}, 2, true, true},
+		{[]int{1, 6, 5}, 3, true, true},
+		{[]int{3, 4}, 2, true, true},
+		{[]int{2, 6, 2, 3}, 6, false, true},
+		{[]int{2, 4, 3, 2}, 1, true, false},
+	} {
+		t.Run(fmt.Sprint(tc.shape, tc.groups), func(t *testing.T) {
+			x := randT(rng, -2, 2, tc.shape...).SetRequiresGrad(tc.needX)
+			xs := []*Tensor{x}
+			if tc.affine {
+				xs = append(xs, randT(rng, 0.5, 1.5, tc.shape[1]), randT(rng, -1, 1, tc.shape[1]))
+			}
+			checkGrad(t, func(xs []*Tensor) *Tensor {
+				if len(xs) == 1 {
+					return GroupNorm(xs[0], tc.groups, nil, nil, 1e-5)
+				}
+				return GroupNorm(xs[0], tc.groups, xs[1], xs[2], 1e-5)
+			}, xs...)
+		})
+	}
+}
+
+func TestBatchNorm2D(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 1))
+	shape := []int{3, 4, 2, 5}
+	n, c, hw := 3, 4, 10
+	x := randT(rng, -2, 3, shape...).SetRequiresGrad(false)
+	w := randT(rng, 0.5, 1.5, c).SetRequiresGrad(false)
+	b := randT(rng, -1, 1, c).SetRequiresGrad(false)
+	rm := randT(rng, -1, 1, c).SetRequiresGrad(false)
+	rv := randT(rng, 0.5, 2, c).SetRequiresGrad(false)
+	rm0, rv0 := rm.Clone(), rv.Clone()
+	var sets [][]int
+	for ch := 0; ch < c; ch++ {
+		var set []int
+		for nn := 0; nn < n; nn++ {
+			for i := 0; i < hw; i++ {
+				set = append(set, (nn*c+ch)*hw+i)
+			}
+		}
+		sets = append(sets, set)
+	}
+	chOf := func(i int) (float64, float64) { return float64(w.data[i/hw%c]), float64(b.data[i/hw%c]) }
+	want := naiveNorm(x.data, sets, 1e-5, chOf)
+	y := BatchNorm2D(x, w, b, rm, rv, true, 0.1, 1e-5)
+	if d := maxDiff(y.data, want); d > 1e-5 {
+		t.Errorf("training: max diff %g", d)
+	}
+	// Running statistics: (1 - 0.1) * old + 0.1 * batch stat, unbiased variance.
+	for ch, set := range sets {
+		var m, v float64
+		for _, i := range set {
+			m += float64(x.data[i])
+		}
+		m /= float64(len(set))
+		for _, i := range set {
+			v += (float64(x.data[i]) - m) * (float64(x.data[i]) - m)
+		}
+		v /= float64(len(set) - 1)
+		wm := 0.9*float64(rm0.data[ch]) + 0.1*m
+		wv := 0.9*float64(rv0.data[ch]) + 0.1*v
+		if math.Abs(float64(rm.data[ch])-wm) > 1e-6 || math.Abs(float64(rv.data[ch])-wv) > 1e-6 {
+			t.Errorf("channel %d: running stats %v %v, want %v %v", ch, rm.data[ch], rv.data[ch], wm, wv)
+		}
+	}
+	// Evaluation uses the running statistics and leaves them alone.
+	rm1, rv1 := rm.Clone(), rv.Clone()
+	y = BatchNorm2D(x, w, b, rm, rv, false, 0.1, 1e-5)
+	for i := range y.data {
+		ch := i / hw % c
+		want := (float64(x.data[i])-float64(rm1.data[ch]))/math.Sqrt(float64(rv1.data[ch])+1e-5)*float64(w.data[ch]) + float64(b.data[ch])
+		if math.Abs(float64(y.data[i])-want) > 1e-5 {
+			t.Fatalf("eval: element %d = %v, want %v", i, y.data[i], want)
+		}
+	}
+	if !sameShape(rm.shape, rm1.shape) || rm.data[0] != rm1.data[0] || rv.data[3] != rv1.data[3] {
+		t.Errorf("eval changed the running statistics")
+	}
+}
+
+func TestBatchNorm2DGrad(t *testing.T) {
+	rng := rand.New(rand.NewPCG(24, 1))
+	for _, training := range []bool{true, false} {
+		for _, affine := range []bool{true, false} {
+			t.Run(fmt.Sprint(training, affine), func(t *testing.T) {
+				shape := []int{2, 3, 3, 2}
+				rm := randT(rng, -1, 1, 3).SetRequiresGrad(false)
+				rv := randT(rng, 0.5, 2, 3).SetRequiresGrad(false)
+				xs := []*Tensor{randT(rng, -2, 2, shape...)}
+				if affine {
+					xs = append(xs, randT(rng, 0.5, 1.5, 3), randT(rng, -1, 1, 3))
+				}
+				checkGrad(t, func(xs []*Tensor) *Tensor {
+					// The running stats are updated by every call; pass copies.
+					m, v := rm.Clone(), rv.Clone()
+					if len(xs) == 1 {
+						return BatchNorm2D(xs[0], nil, nil, m, v, training, 0.1, 1e-5)
+					}
+					return BatchNorm2D(xs[0], xs[1], xs[2], m, v, training, 0.1, 1e-5)
+				}, xs...)
+			})
+		}
+	}
+}
+
+func TestLayerNorm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(25, 1))
+	for _, tc := range []struct {
+		shape, norm []int
+		affine      bool
+	}{
+		{[]int{3, 5}, []int{5}, true},
+		{[]int{2, 3, 4}, []int{3, 4}, true},
+		{[]int{2, 3, 4}, []int{4}, false},
+		{[]int{6}, []int{6}, true},
+	} {
+		t.Run(fmt.Sprint(tc.shape, tc.norm), func(t *testing.T) {
+			x := randT(rng, -2, 3, tc.shape...)
+			d := numel(tc.norm)
+			xs := []*Tensor{x}
+			if tc.affine {
+				xs = append(xs, randT(rng, 0.5, 1.5, tc.norm...), randT(rng, -1, 1, tc.norm...))
+			}
+			f := func(xs []*Tensor) *Tensor {
+				if len(xs) == 1 {
+					return LayerNorm(xs[0], tc.norm, nil, nil, 1e-5)
+				}
+				return LayerNorm(xs[0], tc.norm, xs[1], xs[2], 1e-5)
+			}
+			var sets [][]int
+			for r := 0; r < x.Len()/d; r++ {
+				var set []int
+				for j := 0; j < d; j++ {
+					set = append(set, r*d+j)
+				}
+				sets = append(sets, set)
+			}
+			want := naiveNorm(x.data, sets, 1e-5, func(i int) (float64, float64) {
+				if !tc.affine {
+					return 1, 0
+				}
+				return float64(xs[1].data[i%d]), float64(xs[2].data[i%d])
+			})
+			if diff := maxDiff(f(xs).data, want); diff > 1e-5 {
+				t.Errorf("forward: max diff %g", diff)
+			}
+			checkGrad(t, f, xs...)
+		})
+	}
+}
+
+func TestNormPanics(t *testing.T) {
+	x := New(testDev, 2, 6, 3, 3)
+	for name, f := range map[string]func(){
+		"GroupNormGroups": func() { GroupNorm(x, 4, nil, nil, 1e-5) },
+		"GroupNormWeight": func() { GroupNorm(x, 3, New(testDev, 5), nil, 1e-5) },
+		"BatchNormRank":   func() { BatchNorm2D(New(testDev, 2, 3), nil, nil, nil, nil, true, 0.1, 1e-5) },
+		"BatchNormEval":   func() { BatchNorm2D(x, nil, nil, nil, nil, false, 0.1, 1e-5) },
+		"BatchNormOne":    func() { BatchNorm2D(New(testDev, 1, 2, 1, 1), nil, nil, nil, nil, true, 0.1, 1e-5) },
+		"LayerNormShape":  func() { LayerNorm(x, []int{4}, nil, nil, 1e-5) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("no panic")
+				}
+			}()
+			f()
+		})
+	}
+}
+
+// BenchmarkGroupNorm measures GroupNorm(32) on [4, 64, 64, 64], the shape of the
+// engine benchmark, forward and backward (input, weight and bias gradients), next to
+// the 3x3 64->64 convolution it follows.
+func BenchmarkGroupNorm(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	dev := CPU(0)
+	x := Randn(dev, rng, 4, 64, 64, 64).SetRequiresGrad(true)
+	w := Randn(dev, rng, 64).SetRequiresGrad(true)
+	bias := Randn(dev, rng, 64).SetRequiresGrad(true)
+	b.Run("Forward", func(b *testing.B) {
+		for b.Loop() {
+			GroupNorm(x, 32, w, bias, 1e-5)
+		}
+	})
+	b.Run("Backward", func(b *testing.B) {
+		y := GroupNorm(x, 32, w, bias, 1e-5)
+		g := Randn(dev, rng, y.shape...)
+		for b.Loop() {
+			y.node.backward(g)
+		}
+	})
+	b.Run("BackwardInputOnly", func(b *testing.B) {
+		y := GroupNorm(x, 32, w.Detach(), bias.Detach(), 1e-5)
+		g := Randn(dev, rng, y.shape...)
+		for b.Loop() {
+			y.node.backward(g)
+		}
+	})
+	b.Run("Conv3x3Forward", func(b *testing.B) {
+		k := Randn(dev, rng, 64, 64, 3, 3)
+		for b.Loop() {
+			Conv2D(x.Detach(), k, nil, ConvOpts{Padding: 1})
+		}
+	})
+}
