@@ -125,6 +125,15 @@ func (t *Tensor) SetRequiresGrad(v bool) *Tensor {
 // Grad returns the gradient accumulated into a leaf by Backward, or nil.
 func (t *Tensor) Grad() *Tensor { return t.grad }
 
+// SetGrad replaces the accumulated gradient of a leaf (for optimisers fed a
+// transformed gradient, such as a preconditioned one). It panics on a shape mismatch.
+func (t *Tensor) SetGrad(g *Tensor) {
+	if g != nil && !sameShape(g.shape, t.shape) {
+		panic(fmt.Sprintf("tensor: SetGrad: gradient of shape %v for a tensor of shape %v", g.shape, t.shape))
+	}
+	t.grad = g
+}
+
 // ZeroGrad drops the accumulated gradient.
 func (t *Tensor) ZeroGrad() { t.grad = nil }
 
