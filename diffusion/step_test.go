@@ -303,6 +303,8 @@ func TestGradientThroughStep(t *testing.T) {
 		}
 		return sum
 	}
+	// The first backward pass consumed the graph: run the step again.
+	sample, _ = PSample(s, x, tensor.Concat(1, tensor.Scale(x, a), tensor.Tanh(x)), i, z, false)
 	gs := tensor.Grad(tensor.Sum(tensor.Mul(sample, r), false), nil, x)[0]
 	for _, j := range []int{0, 7, 40} {
 		const h = 1e-2

@@ -2,34 +2,51 @@ package tensor
 
 import "fmt"
 
+// slot is a tensor's identity in the autograd graph. Graph nodes point to slots, not
+// to tensors, so that a tensor's data can be freed as soon as nothing needs it: a
+// backward closure keeps exactly the tensors its rule uses, as PyTorch's saved
+// tensors do.
+type slot struct {
+	shape []int
+	node  *node   // the op that made the tensor; nil for leaves
+	grad  *Tensor // accumulated gradient of a leaf
+}
+
 // node records how a tensor was made: its inputs and the rule that maps the
 // gradient of the output to gradients of the inputs.
 type node struct {
 	op     string
-	inputs []*Tensor
+	inputs []*slot // nil where the input does not require a gradient
 	// backward receives the gradient of the output and returns one gradient per input
-	// (nil where the input does not require one). It must not modify g.
+	// (nil where the input does not require one). It must not modify g. It is
+	// dropped after it has run, freeing what it kept.
 	backward func(g *Tensor) []*Tensor
 }
 
 // record attaches a node to out when any input requires a gradient, and returns out.
 func record(out *Tensor, op string, inputs []*Tensor, backward func(g *Tensor) []*Tensor) *Tensor {
-	for _, in := range inputs {
-		if in != nil && in.requiresGrad {
-			out.requiresGrad = true
-			out.node = &node{op: op, inputs: inputs, backward: backward}
-			return out
+	var slots []*slot
+	for i, in := range inputs {
+		if in != nil && in.ag != nil {
+			if slots == nil {
+				slots = make([]*slot, len(inputs))
+			}
+			slots[i] = in.ag
 		}
+	}
+	if slots != nil {
+		out.ag = &slot{shape: out.shape, node: &node{op: op, inputs: slots, backward: backward}}
 	}
 	return out
 }
 
-// needs reports whether input i of a recorded op requires a gradient.
-func needs(in *Tensor) bool { return in != nil && in.requiresGrad }
+// needs reports whether an input of an op requires a gradient.
+func needs(in *Tensor) bool { return in != nil && in.ag != nil }
 
-// Backward computes the gradient of the scalar out with respect to every leaf that
-// requires a gradient, and accumulates it into the leaves' Grad. out must hold one
-// element (use BackwardWith for other seeds).
+// Backward computes the gradient of the scalar t with respect to every leaf that
+// requires a gradient, and accumulates it into the leaves' Grad. t must hold one
+// element (use BackwardWith for other seeds). The graph is consumed: a second
+// backward pass through it panics (recompute the forward pass).
 func (t *Tensor) Backward() {
 	if len(t.data) != 1 {
 		panic(fmt.Sprintf("tensor: Backward of a non-scalar of shape %v; use BackwardWith", t.shape))
@@ -40,19 +57,26 @@ func (t *Tensor) Backward() {
 // BackwardWith back-propagates seed (the gradient of some scalar w.r.t. t) and
 // accumulates into the leaves' Grad.
 func (t *Tensor) BackwardWith(seed *Tensor) {
-	grads := backprop(t, seed, nil)
-	for leaf, g := range grads.leaves() {
-		if leaf.grad == nil {
-			leaf.grad = g.Detach()
+	if t.ag == nil {
+		panic("tensor: Backward of a tensor that does not require a gradient")
+	}
+	grads := backprop(t.ag, seed, nil)
+	for i, s := range grads.ss {
+		if s.node != nil || grads.gs[i] == nil {
+			continue
+		}
+		if s.grad == nil {
+			s.grad = ownedCopy(grads.gs[i])
 		} else {
-			addInto(leaf.grad.data, g.data)
+			addInto(s.grad.data, grads.gs[i].data)
 		}
 	}
 }
 
 // Grad returns the gradients of out (seeded with seed, or ones when seed is nil and
 // out is a scalar) with respect to each of wrt, without touching any leaf's Grad; like
-// torch.autograd.grad. A tensor of wrt that out does not depend on gets zeros.
+// torch.autograd.grad. A tensor of wrt that out does not depend on gets zeros. The
+// graph is consumed.
 func Grad(out, seed *Tensor, wrt ...*Tensor) []*Tensor {
 	if seed == nil {
 		if len(out.data) != 1 {
@@ -60,15 +84,23 @@ func Grad(out, seed *Tensor, wrt ...*Tensor) []*Tensor {
 		}
 		seed = Full(out.dev, 1, out.shape...)
 	}
-	want := map[*Tensor]bool{}
-	for _, w := range wrt {
-		want[w] = true
-	}
-	grads := backprop(out, seed, want)
 	res := make([]*Tensor, len(wrt))
+	if out.ag == nil {
+		for i, w := range wrt {
+			res[i] = New(w.dev, w.shape...)
+		}
+		return res
+	}
+	want := map[*slot]bool{}
+	for _, w := range wrt {
+		if w.ag != nil {
+			want[w.ag] = true
+		}
+	}
+	grads := backprop(out.ag, seed, want)
 	for i, w := range wrt {
-		if g := grads.of(w); g != nil {
-			res[i] = g.Detach()
+		if g := grads.of(w.ag); g != nil {
+			res[i] = ownedCopy(g)
 		} else {
 			res[i] = New(w.dev, w.shape...)
 		}
@@ -76,111 +108,106 @@ func Grad(out, seed *Tensor, wrt ...*Tensor) []*Tensor {
 	return res
 }
 
-// gradTable keeps gradients in the order tensors were first reached, so that
+// ownedCopy returns g without history, copied unless the backward pass allocated it
+// for its own accumulation (a gradient may alias the seed or another input's gradient).
+func ownedCopy(g *Tensor) *Tensor {
+	if g.owned {
+		return &Tensor{dev: g.dev, shape: g.shape, data: g.data}
+	}
+	return g.Clone()
+}
+
+// gradTable keeps gradients in the order slots were first reached, so that
 // accumulation order (and so the floating-point result) is deterministic.
 type gradTable struct {
-	index map[*Tensor]int
-	ts    []*Tensor
+	index map[*slot]int
+	ss    []*slot
 	gs    []*Tensor
 }
 
-func (g *gradTable) of(t *Tensor) *Tensor {
-	if i, ok := g.index[t]; ok {
+func (g *gradTable) of(s *slot) *Tensor {
+	if i, ok := g.index[s]; ok {
 		return g.gs[i]
 	}
 	return nil
 }
 
-func (g *gradTable) add(t, grad *Tensor) {
-	if !sameShape(t.shape, grad.shape) {
+func (g *gradTable) add(s *slot, grad *Tensor) {
+	if !sameShape(s.shape, grad.shape) {
+		op := "a leaf"
+		if s.node != nil {
+			op = s.node.op
+		}
 		panic(fmt.Sprintf("tensor: backward of %s produced a gradient of shape %v for a tensor of shape %v",
-			opName(t), grad.shape, t.shape))
+			op, grad.shape, s.shape))
 	}
-	if i, ok := g.index[t]; ok {
+	if i, ok := g.index[s]; ok {
 		if g.gs[i].owned {
 			addInto(g.gs[i].data, grad.data)
 		} else {
-			s := g.gs[i].Clone()
-			addInto(s.data, grad.data)
-			s.owned = true
-			g.gs[i] = s
+			c := g.gs[i].Clone()
+			addInto(c.data, grad.data)
+			c.owned = true
+			g.gs[i] = c
 		}
 		return
 	}
-	g.index[t] = len(g.ts)
-	g.ts = append(g.ts, t)
+	g.index[s] = len(g.ss)
+	g.ss = append(g.ss, s)
 	g.gs = append(g.gs, grad)
 }
 
-func (g *gradTable) leaves() func(func(*Tensor, *Tensor) bool) {
-	return func(yield func(*Tensor, *Tensor) bool) {
-		for i, t := range g.ts {
-			if t.node == nil && t.requiresGrad {
-				if !yield(t, g.gs[i]) {
-					return
-				}
-			}
-		}
-	}
-}
-
-func opName(t *Tensor) string {
-	if t.node == nil {
-		return "a leaf"
-	}
-	return t.node.op
-}
-
 // backprop runs the backward closures of every node reachable from out in reverse
-// topological order. When stop is non-nil, tensors in it are not expanded further
-// (their gradient is what the caller wants).
-func backprop(out, seed *Tensor, stop map[*Tensor]bool) *gradTable {
+// topological order. Slots in stop are not expanded further (their gradient is what
+// the caller wants).
+func backprop(out *slot, seed *Tensor, stop map[*slot]bool) *gradTable {
 	if !sameShape(out.shape, seed.shape) {
 		panic(fmt.Sprintf("tensor: backward seed of shape %v for a tensor of shape %v", seed.shape, out.shape))
 	}
 	// Topological order by iterative depth-first search.
-	var order []*Tensor
-	visited := map[*Tensor]bool{}
+	var order []*slot
+	visited := map[*slot]bool{out: true}
 	type frame struct {
-		t    *Tensor
+		s    *slot
 		next int
 	}
-	if out.requiresGrad {
-		stack := []frame{{t: out}}
-		visited[out] = true
-		for len(stack) > 0 {
-			top := &stack[len(stack)-1]
-			n := top.t.node
-			if n != nil && !stop[top.t] && top.next < len(n.inputs) {
-				in := n.inputs[top.next]
-				top.next++
-				if in != nil && in.requiresGrad && !visited[in] {
-					visited[in] = true
-					stack = append(stack, frame{t: in})
-				}
-				continue
+	stack := []frame{{s: out}}
+	for len(stack) > 0 {
+		top := &stack[len(stack)-1]
+		n := top.s.node
+		if n != nil && !stop[top.s] && top.next < len(n.inputs) {
+			in := n.inputs[top.next]
+			top.next++
+			if in != nil && !visited[in] {
+				visited[in] = true
+				stack = append(stack, frame{s: in})
 			}
-			order = append(order, top.t)
-			stack = stack[:len(stack)-1]
-		}
-	}
-	grads := &gradTable{index: map[*Tensor]int{}}
-	grads.add(out, seed)
-	for i := len(order) - 1; i >= 0; i-- {
-		t := order[i]
-		g := grads.of(t)
-		if g == nil || t.node == nil || stop[t] {
 			continue
 		}
-		ins := t.node.backward(g)
-		for j, in := range t.node.inputs {
-			if ins[j] != nil && needs(in) {
+		order = append(order, top.s)
+		stack = stack[:len(stack)-1]
+	}
+	grads := &gradTable{index: map[*slot]int{}}
+	grads.add(out, seed)
+	for i := len(order) - 1; i >= 0; i-- {
+		s := order[i]
+		g := grads.of(s)
+		if g == nil || s.node == nil || stop[s] {
+			continue
+		}
+		if s.node.backward == nil {
+			panic(fmt.Sprintf("tensor: backward through %s a second time; the graph is consumed by a backward pass, so recompute the forward pass", s.node.op))
+		}
+		ins := s.node.backward(g)
+		s.node.backward = nil // free what the closure kept
+		for j, in := range s.node.inputs {
+			if in != nil && ins[j] != nil {
 				grads.add(in, ins[j])
 			}
 		}
 		// Free intermediate gradients as soon as they are consumed.
-		if k, ok := grads.index[t]; ok && t != out {
-			grads.gs[k] = nil
+		if s != out {
+			grads.gs[grads.index[s]] = nil
 		}
 	}
 	return grads

@@ -14,7 +14,7 @@ import (
 // rounded to float32; not normalised. It panics unless sigma is positive and finite.
 func gaussianKernel1D(sigma float64) []float32 {
 	if !(sigma > 0) || math.IsInf(sigma, 0) {
-		panic(fmt.Sprintf("tensor: gaussianKernel1D: sigma %v must be positive", sigma))
+		panic(fmt.Sprintf("tensor: GaussianBlur: sigma %v must be positive", sigma))
 	}
 	half := max(int(math.RoundToEven(sigma*4)), 1)
 	m := 2*half + 1

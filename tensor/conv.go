@@ -170,25 +170,36 @@ func Conv2D(x, w, bias *Tensor, o ConvOpts) *Tensor {
 			}
 		})
 	}
+	// Keep the input only when the weight gradient needs it (EGG differentiates
+	// w.r.t. the input through frozen weights: then the input can be freed).
+	nx, nw, nb, xs, ws := needs(x), needs(w), needs(bias), x.shape, w.shape
+	var keepX, keepW *Tensor
+	if nw {
+		keepX = x
+	}
+	if nx {
+		keepW = w
+	}
 	return record(out, "Conv2D", []*Tensor{x, w, bias}, func(g *Tensor) []*Tensor {
 		var gx, gw, gb *Tensor
-		if needs(x) {
-			gx = New(d, x.shape...)
+		x, w := keepX, keepW
+		if nx {
+			gx = New(d, xs...)
 			if c.depthwise {
 				c.depthwiseInputGrad(d, g.data, w.data, gx.data)
 			} else {
 				c.inputGrad(d, g.data, w.data, gx.data)
 			}
 		}
-		if needs(w) {
-			gw = New(d, w.shape...)
+		if nw {
+			gw = New(d, ws...)
 			if c.depthwise {
 				c.depthwiseWeightGrad(d, x.data, g.data, gw.data)
 			} else {
 				c.weightGrad(d, x.data, g.data, gw.data)
 			}
 		}
-		if needs(bias) {
+		if nb {
 			gb = New(d, c.cout)
 			for n := 0; n < c.n; n++ {
 				for co := 0; co < c.cout; co++ {

@@ -77,13 +77,14 @@ func divKernel(o, a, b []float32, sa, sb int) {
 // Add returns a + b with broadcasting.
 func Add(a, b *Tensor) *Tensor {
 	out := binaryRaw("Add", a, b, addKernel)
+	na, nb, sa, sb := needs(a), needs(b), a.shape, b.shape
 	return record(out, "Add", []*Tensor{a, b}, func(g *Tensor) []*Tensor {
 		var ga, gb *Tensor
-		if needs(a) {
-			ga = sumTo(g, a.shape)
+		if na {
+			ga = sumTo(g, sa)
 		}
-		if needs(b) {
-			gb = sumTo(g, b.shape)
+		if nb {
+			gb = sumTo(g, sb)
 		}
 		return []*Tensor{ga, gb}
 	})
@@ -92,13 +93,14 @@ func Add(a, b *Tensor) *Tensor {
 // Sub returns a - b with broadcasting.
 func Sub(a, b *Tensor) *Tensor {
 	out := binaryRaw("Sub", a, b, subKernel)
+	na, nb, sa, sb := needs(a), needs(b), a.shape, b.shape
 	return record(out, "Sub", []*Tensor{a, b}, func(g *Tensor) []*Tensor {
 		var ga, gb *Tensor
-		if needs(a) {
-			ga = sumTo(g, a.shape)
+		if na {
+			ga = sumTo(g, sa)
 		}
-		if needs(b) {
-			gb = scaleRaw(sumTo(g, b.shape), -1)
+		if nb {
+			gb = scaleRaw(sumTo(g, sb), -1)
 		}
 		return []*Tensor{ga, gb}
 	})
@@ -107,13 +109,22 @@ func Sub(a, b *Tensor) *Tensor {
 // Mul returns a * b element-wise with broadcasting.
 func Mul(a, b *Tensor) *Tensor {
 	out := binaryRaw("Mul", a, b, mulKernel)
+	na, nb, sa, sb := needs(a), needs(b), a.shape, b.shape
+	// Keep only the operands the gradient rule uses: d(ab)/da = b, d(ab)/db = a.
+	var keepA, keepB *Tensor
+	if na {
+		keepB = b
+	}
+	if nb {
+		keepA = a
+	}
 	return record(out, "Mul", []*Tensor{a, b}, func(g *Tensor) []*Tensor {
 		var ga, gb *Tensor
-		if needs(a) {
-			ga = sumTo(binaryRaw("Mul", g, b, mulKernel), a.shape)
+		if na {
+			ga = sumTo(binaryRaw("Mul", g, keepB, mulKernel), sa)
 		}
-		if needs(b) {
-			gb = sumTo(binaryRaw("Mul", g, a, mulKernel), b.shape)
+		if nb {
+			gb = sumTo(binaryRaw("Mul", g, keepA, mulKernel), sb)
 		}
 		return []*Tensor{ga, gb}
 	})

@@ -37,7 +37,7 @@ func TestTimestepEmbedding(t *testing.T) {
 	}
 }
 
-func TestSleefExpf(t *testing.T) {
+func TestEmbedSleefExpf(t *testing.T) {
 	// Bit patterns (input, torch.exp output) from PyTorch 1.13 on an AVX2 CPU, where its
 	// result is not the correctly rounded e^x.
 	cases := [][2]uint32{
@@ -85,7 +85,7 @@ func TestSleefExpf(t *testing.T) {
 	}
 }
 
-func TestFMA32(t *testing.T) {
+func TestEmbedFMA32(t *testing.T) {
 	// Products on a float32 midpoint, nudged by a term the float64 sum loses: rounding
 	// the float64 sum would give the tie's even neighbour, a fused multiply-add does not.
 	for _, c := range []struct{ a, b, c, want float32 }{

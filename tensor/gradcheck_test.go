@@ -40,7 +40,7 @@ func checkGrad(t *testing.T, f func(xs []*Tensor) *Tensor, xs ...*Tensor) {
 	}
 	var wrt []*Tensor
 	for _, x := range xs {
-		if x.requiresGrad {
+		if x.RequiresGrad() {
 			wrt = append(wrt, x)
 		}
 	}

@@ -150,17 +150,25 @@ func Linear(x, w, bias *Tensor) *Tensor {
 		beta = 1
 	}
 	d.gemmInto(false, false, true, rows, outF, in, 1, x.data, w.data, beta, out.data)
+	nx, nw, nb, xs, ws := needs(x), needs(w), needs(bias), x.shape, w.shape
+	var keepX, keepW *Tensor
+	if nw {
+		keepX = x
+	}
+	if nx {
+		keepW = w
+	}
 	return record(out, "Linear", []*Tensor{x, w, bias}, func(g *Tensor) []*Tensor {
 		var gx, gw, gb *Tensor
-		if needs(x) {
-			gx = empty(d, x.shape...)
-			d.gemmInto(false, false, false, rows, in, outF, 1, g.data, w.data, 0, gx.data)
+		if nx {
+			gx = empty(d, xs...)
+			d.gemmInto(false, false, false, rows, in, outF, 1, g.data, keepW.data, 0, gx.data)
 		}
-		if needs(w) {
-			gw = empty(d, w.shape...)
-			d.gemmInto(false, true, false, outF, in, rows, 1, g.data, x.data, 0, gw.data)
+		if nw {
+			gw = empty(d, ws...)
+			d.gemmInto(false, true, false, outF, in, rows, 1, g.data, keepX.data, 0, gw.data)
 		}
-		if needs(bias) {
+		if nb {
 			gb = sumTo(&Tensor{dev: d, shape: []int{rows, outF}, data: g.data}, []int{outF})
 		}
 		return []*Tensor{gx, gw, gb}

@@ -54,10 +54,11 @@ func dotSum(g, x []float32) (gx, gs float64) {
 	var a0, a1, b0, b1 float64
 	i := 0
 	for ; i+2 <= len(g); i += 2 {
-		a0 += float64(g[i]) * float64(x[i])
-		a1 += float64(g[i+1]) * float64(x[i+1])
-		b0 += float64(g[i])
-		b1 += float64(g[i+1])
+		g2, x2 := g[i:i+2:i+2], x[i:i+2:i+2]
+		a0 += float64(g2[0]) * float64(x2[0])
+		a1 += float64(g2[1]) * float64(x2[1])
+		b0 += float64(g2[0])
+		b1 += float64(g2[1])
 	}
 	for ; i < len(g); i++ {
 		a0 += float64(g[i]) * float64(x[i])

@@ -216,10 +216,10 @@ func TestBackwardAccumulates(t *testing.T) {
 			t.Fatalf("grad %v, want %v", x.Grad().data, want)
 		}
 	}
-	if w.Grad() != nil || y.node == nil {
+	if w.Grad() != nil || y.ag == nil {
 		t.Fatal("gradient reached a tensor that does not require one")
 	}
-	if Mul(w, w).node != nil {
+	if Mul(w, w).ag != nil {
 		t.Fatal("an op on constants recorded a node")
 	}
 }
@@ -244,4 +244,20 @@ func TestMatMulTGrad(t *testing.T) {
 	w := randT(rng, -1, 1, 5, 3)
 	checkGrad(t, func(xs []*Tensor) *Tensor { return Embedding(xs[0], []int{4, 0, 4}) }, w)
 	checkGrad(t, func(xs []*Tensor) *Tensor { return Select(xs[0], 1, []int{2, 0, 2}) }, randT(rng, -1, 1, 2, 3, 2))
+}
+
+func TestBackwardDoesNotAlias(t *testing.T) {
+	a := FromSlice(testDev, []float32{1, 2}, 2).SetRequiresGrad(true)
+	b := FromSlice(testDev, []float32{3, 4}, 2).SetRequiresGrad(true)
+	seed := Full(testDev, 1, 2)
+	Add(a, b).BackwardWith(seed)
+	Add(a, b).BackwardWith(seed)
+	for _, x := range []*Tensor{a, b} {
+		if x.Grad().data[0] != 2 || x.Grad().data[1] != 2 {
+			t.Fatalf("grad %v, want [2 2]", x.Grad().data)
+		}
+	}
+	if seed.data[0] != 1 {
+		t.Fatal("backward changed its seed")
+	}
 }

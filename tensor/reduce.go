@@ -129,9 +129,10 @@ func Sum(x *Tensor, keepdim bool, axes ...int) *Tensor {
 	s := sumAxes(x, ax)
 	keptShape := s.shape
 	out := &Tensor{dev: x.dev, shape: reducedShape(x.shape, ax, keepdim), data: s.data}
+	xs := x.shape
 	return record(out, "Sum", []*Tensor{x}, func(g *Tensor) []*Tensor {
 		gk := &Tensor{dev: g.dev, shape: keptShape, data: g.data}
-		return []*Tensor{expandRaw(gk, x.shape)}
+		return []*Tensor{expandRaw(gk, xs)}
 	})
 }
 

@@ -57,16 +57,27 @@ func resizeTaps(in, out int, alignCorners bool) linearTaps {
 
 // fusedMulAdd32 returns a*b + c rounded once to float32, as a float32 FMA
 // instruction does (PyTorch's kernels are compiled with contraction into FMA).
-// a*b is exact in float64; the sum s = a*b + c rounded to float64 rounds correctly
-// to float32 unless s lies exactly halfway between two float32 values while the sum
-// was inexact, in which case s is nudged towards the exact sum first.
+// a*b is exact in float64, and the float64 sum s = a*b + c rounds correctly to
+// float32 unless s lies exactly halfway between two float32 values while the sum
+// was inexact; fusedMulAdd32Tie handles that rare case.
 func fusedMulAdd32(a, b, c float32) float32 {
+	s := float64(a)*float64(b) + float64(c)
+	// A float32 midpoint has at most 25 significant bits: the low 28 bits of its
+	// float64 significand are zero.
+	if math.Float64bits(s)<<36 != 0 {
+		return float32(s)
+	}
+	return fusedMulAdd32Tie(a, b, c)
+}
+
+// fusedMulAdd32Tie is fusedMulAdd32 when s = float64(a*b + c) may be a float32
+// midpoint: if it is one and the sum was inexact, s is nudged one float64 step
+// towards the exact sum (its error recovered with TwoSum) before rounding.
+func fusedMulAdd32Tie(a, b, c float32) float32 {
 	p := float64(a) * float64(b)
 	s := p + float64(c)
 	r := float32(s)
-	// A float32 midpoint has at most 25 significant bits: the low 28 bits of its
-	// float64 mantissa are zero. Only then can double rounding go wrong.
-	if math.Float64bits(s)&(1<<28-1) != 0 || float64(r) == s {
+	if float64(r) == s {
 		return r
 	}
 	other := math.Nextafter32(r, float32(math.Copysign(math.Inf(1), s-float64(r))))
@@ -109,7 +120,7 @@ func ResizeBilinear(x *Tensor, outH, outW int, alignCorners bool) *Tensor {
 	d := x.dev
 	out := empty(d, n, c, outH, outW)
 	hw, ohw := h*w, outH*outW
-	channelsLast := false && (c == 1 || (h == 1 && w == 1))
+	channelsLast := c == 1 || (h == 1 && w == 1)
 	d.parallel(n*c, max(1, 4096/max(ohw, 1)), func(lo, hi int) {
 		for p := lo; p < hi; p++ {
 			src := x.data[p*hw : (p+1)*hw]

@@ -196,7 +196,7 @@ func TestResizeBilinearGrad(t *testing.T) {
 
 func TestResizeBilinearNoGrad(t *testing.T) {
 	x := New(testDev, 1, 1, 2, 2)
-	if y := ResizeBilinear(x, 3, 3, false); y.RequiresGrad() || y.node != nil {
+	if y := ResizeBilinear(x, 3, 3, false); y.RequiresGrad() || y.ag != nil {
 		t.Error("ResizeBilinear recorded a node for an input without gradient")
 	}
 }

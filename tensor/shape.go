@@ -27,8 +27,9 @@ func Reshape(x *Tensor, shape ...int) *Tensor {
 		panic(fmt.Sprintf("tensor: Reshape: cannot view shape %v as %v", x.shape, shape))
 	}
 	out := &Tensor{dev: x.dev, shape: shape, data: x.data}
+	xs := x.shape
 	return record(out, "Reshape", []*Tensor{x}, func(g *Tensor) []*Tensor {
-		return []*Tensor{{dev: g.dev, shape: x.shape, data: g.data}}
+		return []*Tensor{{dev: g.dev, shape: xs, data: g.data}}
 	})
 }
 
@@ -124,8 +125,9 @@ func Expand(x *Tensor, shape ...int) *Tensor {
 	}
 	out := expandRaw(&Tensor{dev: x.dev, shape: xs, data: x.data}, shape)
 	out = &Tensor{dev: x.dev, shape: cloneInts(shape), data: out.data}
+	orig := x.shape
 	return record(out, "Expand", []*Tensor{x}, func(g *Tensor) []*Tensor {
-		return []*Tensor{sumTo(g, x.shape)}
+		return []*Tensor{sumTo(g, orig)}
 	})
 }
 
@@ -159,13 +161,18 @@ func Concat(ax int, xs ...*Tensor) *Tensor {
 		}
 		off += w
 	}
+	shapes := make([][]int, len(xs))
+	need := make([]bool, len(xs))
+	for k, x := range xs {
+		shapes[k], need[k] = x.shape, needs(x)
+	}
 	return record(out, "Concat", xs, func(g *Tensor) []*Tensor {
-		res := make([]*Tensor, len(xs))
+		res := make([]*Tensor, len(shapes))
 		off := 0
-		for k, x := range xs {
-			w := x.shape[ax] * inner
-			if needs(x) {
-				gx := empty(g.dev, x.shape...)
+		for k, xshape := range shapes {
+			w := xshape[ax] * inner
+			if need[k] {
+				gx := empty(g.dev, xshape...)
 				for o := 0; o < outer; o++ {
 					copy(gx.data[o*w:(o+1)*w], g.data[o*total+off:o*total+off+w])
 				}
@@ -203,8 +210,9 @@ func Slice(x *Tensor, ax, start, end, step int) *Tensor {
 			copy(out.data[(o*m+r)*inner:(o*m+r+1)*inner], x.data[src:src+inner])
 		}
 	}
+	xs := x.shape
 	return record(out, "Slice", []*Tensor{x}, func(g *Tensor) []*Tensor {
-		gx := New(x.dev, x.shape...)
+		gx := New(g.dev, xs...)
 		for o := 0; o < outer; o++ {
 			for r := 0; r < m; r++ {
 				dst := (o*n + start + r*step) * inner

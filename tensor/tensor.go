@@ -12,10 +12,8 @@ type Tensor struct {
 	shape []int
 	data  []float32
 
-	requiresGrad bool
-	grad         *Tensor // accumulated gradient of a leaf
-	node         *node   // the op that made this tensor; nil for leaves
-	owned        bool    // a gradient buffer the backward pass may accumulate into
+	owned bool  // a gradient buffer the backward pass may accumulate into
+	ag    *slot // autograd identity; nil when no gradient flows to this tensor
 }
 
 // New returns a zero-filled tensor of the given shape on dev.
@@ -110,20 +108,30 @@ func (t *Tensor) Detach() *Tensor {
 }
 
 // RequiresGrad reports whether gradients flow to t.
-func (t *Tensor) RequiresGrad() bool { return t.requiresGrad }
+func (t *Tensor) RequiresGrad() bool { return t.ag != nil }
 
 // SetRequiresGrad marks a leaf tensor as requiring a gradient (or not) and returns it.
 // It panics on a tensor made by an op.
 func (t *Tensor) SetRequiresGrad(v bool) *Tensor {
-	if t.node != nil {
+	if t.ag != nil && t.ag.node != nil {
 		panic("tensor: SetRequiresGrad on a non-leaf tensor; use Detach first")
 	}
-	t.requiresGrad = v
+	switch {
+	case v && t.ag == nil:
+		t.ag = &slot{shape: t.shape}
+	case !v:
+		t.ag = nil
+	}
 	return t
 }
 
 // Grad returns the gradient accumulated into a leaf by Backward, or nil.
-func (t *Tensor) Grad() *Tensor { return t.grad }
+func (t *Tensor) Grad() *Tensor {
+	if t.ag == nil {
+		return nil
+	}
+	return t.ag.grad
+}
 
 // SetGrad replaces the accumulated gradient of a leaf (for optimisers fed a
 // transformed gradient, such as a preconditioned one). It panics on a shape mismatch.
@@ -131,11 +139,21 @@ func (t *Tensor) SetGrad(g *Tensor) {
 	if g != nil && !sameShape(g.shape, t.shape) {
 		panic(fmt.Sprintf("tensor: SetGrad: gradient of shape %v for a tensor of shape %v", g.shape, t.shape))
 	}
-	t.grad = g
+	if t.ag == nil {
+		if g == nil {
+			return
+		}
+		panic("tensor: SetGrad on a tensor that does not require a gradient")
+	}
+	t.ag.grad = g
 }
 
 // ZeroGrad drops the accumulated gradient.
-func (t *Tensor) ZeroGrad() { t.grad = nil }
+func (t *Tensor) ZeroGrad() {
+	if t.ag != nil {
+		t.ag.grad = nil
+	}
+}
 
 // String summarises the tensor for debugging.
 func (t *Tensor) String() string {
