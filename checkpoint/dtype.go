@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"sync"
+	"unsafe"
 )
 
 // DType names a stored element type using safetensors' spelling: "F64", "F32", "F16", "BF16", "I64", "I32",
@@ -121,12 +122,12 @@ func Float32ToBFloat16(f float32) uint16 {
 
 var (
 	f16TableOnce sync.Once
-	f16Table     []float32 // all 65536 binary16 values as float32
+	f16Table     *[1 << 16]float32 // all binary16 values as float32
 )
 
-func f16ToF32Table() []float32 {
+func f16ToF32Table() *[1 << 16]float32 {
 	f16TableOnce.Do(func() {
-		t := make([]float32, 1<<16)
+		t := new([1 << 16]float32)
 		for i := range t {
 			t[i] = Float16ToFloat32(uint16(i))
 		}
@@ -144,6 +145,15 @@ var nativeLittle = func() bool {
 	binary.NativeEndian.PutUint16(b[:], 1)
 	return b[0] == 1
 }()
+
+// asUint16s views the first n little-endian 16-bit elements of src as a []uint16 when this machine is
+// little-endian and src is suitably aligned, and returns nil otherwise.
+func asUint16s(src []byte, n int) []uint16 {
+	if !nativeLittle || n == 0 || len(src) < 2*n || uintptr(unsafe.Pointer(unsafe.SliceData(src)))%2 != 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(src))), n)
+}
 
 // swapBytes reverses the byte order of every size-byte element of b in place.
 func swapBytes(b []byte, size int) {
@@ -173,12 +183,28 @@ func decodeF32(dt DType, src []byte, dst []float32) {
 		}
 	case F16:
 		t := f16ToF32Table()
+		if u := asUint16s(src, len(dst)); u != nil {
+			dst = dst[:len(u)]
+			for i, h := range u {
+				dst[i] = t[h]
+			}
+			return
+		}
 		for i := range dst {
-			dst[i] = t[le.Uint16(src[2*i:])]
+			s := src[2*i : 2*i+2 : 2*i+2]
+			dst[i] = t[uint16(s[0])|uint16(s[1])<<8]
 		}
 	case BF16:
+		if u := asUint16s(src, len(dst)); u != nil {
+			dst = dst[:len(u)]
+			for i, h := range u {
+				dst[i] = math.Float32frombits(uint32(h) << 16)
+			}
+			return
+		}
 		for i := range dst {
-			dst[i] = math.Float32frombits(uint32(le.Uint16(src[2*i:])) << 16)
+			s := src[2*i : 2*i+2 : 2*i+2]
+			dst[i] = math.Float32frombits(uint32(s[0])<<16 | uint32(s[1])<<24)
 		}
 	case F64:
 		for i := range dst {

@@ -66,15 +66,6 @@ func checkErrPrefix(t testing.TB, err error, path string) {
 	}
 }
 
-func sortedNames(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // ---- A tiny pickler and torch-zip builder, to make test inputs without Python. ----
 
 // pk builds pickle bytes opcode by opcode.
@@ -120,6 +111,11 @@ type (
 		mod, name string
 		state     any
 	}
+	// call is REDUCE of a global with positional arguments.
+	call struct {
+		mod, name string
+		args      []any
+	}
 )
 
 func (p *pk) value(v any) *pk {
@@ -153,6 +149,12 @@ func (p *pk) value(v any) *pk {
 		p.op('t', 'Q')
 		p.int(v.offset).ints(v.size).ints(v.stride)
 		p.op(0x89).global("collections", "OrderedDict").op(')', 'R')
+		p.op('t', 'R')
+	case call:
+		p.global(v.mod, v.name).op('(')
+		for _, a := range v.args {
+			p.value(a)
+		}
 		p.op('t', 'R')
 	case opaque:
 		p.global(v.mod, v.name).op(')', 0x81)

@@ -76,6 +76,9 @@ type tensorRef struct {
 	stride  []int64
 }
 
+// unsupportedTensor is a tensor rebuilt by a torch function other than the supported ones.
+type unsupportedTensor struct{ builder pyGlobal }
+
 // pickleVM unpickles one pickle stream.
 type pickleVM struct {
 	data  []byte
@@ -227,6 +230,9 @@ func decodeLong(b []byte) any {
 
 func parseIntText(s string) (any, error) {
 	s = strings.TrimSuffix(s, "L")
+	if len(s) > 4300 { // CPython's own limit on decimal integer strings
+		return nil, fmt.Errorf("pickle: integer literal of %d digits", len(s))
+	}
 	if v, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return v, nil
 	}
@@ -824,6 +830,8 @@ func pyTypeName(v any) string {
 		return "storage"
 	case *tensorRef:
 		return "tensor"
+	case *unsupportedTensor:
+		return "tensor built by " + v.builder.String()
 	case *pyObject:
 		if g, ok := v.class.(pyGlobal); ok {
 			return g.String() + " object"
@@ -910,6 +918,11 @@ func reduce(fn, args any, depth int) (any, error) {
 			return reduce(a[0], &pyTuple{items: inner}, depth+1)
 		}
 		return nil, fmt.Errorf("%s: malformed arguments", g)
+	}
+	if (g.module == "torch._utils" || g.module == "torch._tensor") && strings.HasPrefix(g.name, "_rebuild") {
+		// A tensor of a kind this package cannot read (quantized, sparse, meta, ...): remember it, so that
+		// exposing it is an error rather than a silently missing tensor.
+		return &unsupportedTensor{builder: g}, nil
 	}
 	return &pyObject{class: fn, args: args}, nil
 }

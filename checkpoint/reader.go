@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"math/bits"
 	"os"
@@ -54,7 +55,7 @@ type Reader interface {
 func Open(path string) (Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+		return nil, fileErr(path, err)
 	}
 	var head [512]byte
 	n, _ := io.ReadFull(f, head[:])
@@ -63,6 +64,16 @@ func Open(path string) (Reader, error) {
 		return OpenTorch(path)
 	}
 	return OpenSafetensors(path)
+}
+
+// fileErr formats an operating-system error on path as "checkpoint: <path>: <op>: <reason>" (the *fs.PathError's
+// own copy of the path is dropped; errors.Is still sees the underlying error, e.g. fs.ErrNotExist).
+func fileErr(path string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("checkpoint: %s: %s: %w", path, pe.Op, pe.Err)
+	}
+	return fmt.Errorf("checkpoint: %s: %w", path, err)
 }
 
 // looksLikeTorch reports whether a file starting with head is a zip archive or a legacy torch.save file.

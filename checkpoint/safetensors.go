@@ -25,12 +25,12 @@ const maxHeaderLen = 100 << 20
 func OpenSafetensors(path string) (Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+		return nil, fileErr(path, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("checkpoint: %w", err)
+		return nil, fileErr(path, err)
 	}
 	r, err := openSafetensors(path, f, st.Size())
 	if err != nil {
@@ -165,7 +165,7 @@ type Tensor struct {
 // temporary file in the same directory, which is synced and then renamed over path. Tensors are stored sorted
 // by name, the header is padded with spaces to a multiple of 8 bytes, and the "__metadata__" entry is written
 // only when metadata is not empty.
-func WriteSafetensors(path string, tensors []Tensor, metadata map[string]string) (err error) {
+func WriteSafetensors(path string, tensors []Tensor, metadata map[string]string) error {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("checkpoint: %s: "+format, append([]any{path}, args...)...)
 	}
@@ -242,10 +242,11 @@ func WriteSafetensors(path string, tensors []Tensor, metadata map[string]string)
 	}
 	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+		return fileErr(path, err)
 	}
+	done := false
 	defer func() {
-		if err != nil {
+		if !done {
 			tmp.Close()
 			os.Remove(tmp.Name())
 		}
@@ -260,20 +261,21 @@ func WriteSafetensors(path string, tensors []Tensor, metadata map[string]string)
 		writeTensorData(w, t, scratch)
 	}
 	if err := w.Flush(); err != nil {
-		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
+		return fileErr(path, err)
 	}
 	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
+		return fileErr(path, err)
 	}
 	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
+		return fileErr(path, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
+		return fileErr(path, err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+		return fileErr(path, err)
 	}
+	done = true
 	if d, err := os.Open(dir); err == nil { // make the rename durable; best effort
 		d.Sync()
 		d.Close()

@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"archive/zip"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -43,12 +44,12 @@ func OpenTorchFlat(path string) (Reader, error) { return openTorchFile(path, fal
 func openTorchFile(path string, selectState bool) (Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+		return nil, fileErr(path, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("checkpoint: %w", err)
+		return nil, fileErr(path, err)
 	}
 	r, err := openTorch(path, f, st.Size(), selectState)
 	if err != nil {
@@ -72,6 +73,9 @@ func openTorch(path string, ra io.ReaderAt, size int64, selectState bool) (*tens
 			return fail("this is a %s; only the zip format of torch.save (PyTorch >= 1.6) is supported. "+
 				"Re-save it with torch>=1.6: torch.save(torch.load(old_path), new_path), or convert it to safetensors", kind)
 		}
+		if bytes.HasPrefix(head[:n], []byte("PK")) {
+			return fail("truncated or damaged zip archive (%v); the file may be incompletely downloaded", err)
+		}
 		return fail("not a PyTorch zip checkpoint: %v", err)
 	}
 	files := make(map[string]*zip.File, len(zr.File))
@@ -84,7 +88,7 @@ func openTorch(path string, ra io.ReaderAt, size int64, selectState bool) (*tens
 	prefix, found := "", false
 	for _, zf := range zr.File {
 		if zf.Name == "data.pkl" || (strings.Count(zf.Name, "/") == 1 && strings.HasSuffix(zf.Name, "/data.pkl")) {
-			if !found || strings.Count(zf.Name, "/") < strings.Count(prefix, "/")+1 {
+			if !found || strings.Count(zf.Name, "/") < strings.Count(prefix, "/") {
 				prefix, found = strings.TrimSuffix(zf.Name, "data.pkl"), true
 			}
 		}
@@ -121,7 +125,7 @@ func openTorch(path string, ra io.ReaderAt, size int64, selectState bool) (*tens
 	}
 
 	switch root.(type) {
-	case *pyDict, *pyList, *pyTuple, *tensorRef:
+	case *pyDict, *pyList, *pyTuple, *tensorRef, *unsupportedTensor:
 	default:
 		if torchScript {
 			return fail("this is a TorchScript archive (torch.jit.save), not a torch.save checkpoint; save the model's state_dict with torch.save(model.state_dict(), path) instead")
@@ -165,8 +169,10 @@ func openTorch(path string, ra io.ReaderAt, size int64, selectState bool) (*tens
 					return fail("truncated: storage entry %s needs bytes [%d,%d) of a %d-byte file; the file may be incompletely downloaded", zf.Name, off, off+n, size)
 				}
 				sra = io.NewSectionReader(ra, off, n)
-			} else {
+			} else if zf.Method == zip.Deflate {
 				sra = &inflateReaderAt{f: zf}
+			} else {
+				return fail("storage entry %s uses zip compression method %d; only stored and deflated entries are supported", zf.Name, zf.Method)
 			}
 			storages[st] = sra
 			storageBytes[st] = n
@@ -253,7 +259,8 @@ func selectStateDict(root any) any {
 
 func holdsTensor(d *pyDict) bool {
 	for _, v := range d.vals {
-		if _, ok := v.(*tensorRef); ok {
+		switch v.(type) {
+		case *tensorRef, *unsupportedTensor:
 			return true
 		}
 	}
@@ -266,7 +273,7 @@ const maxFlattenDepth = 100
 // flatten collects the tensors of v under dotted names (step 2 of OpenTorch's rule).
 func flatten(v any, name string, out map[string]*tensorRef, order *[]string, seen map[any]bool, depth int) error {
 	if depth > maxFlattenDepth {
-		return nil
+		return fmt.Errorf("the checkpoint nests containers more than %d levels deep", maxFlattenDepth)
 	}
 	join := func(part string) string {
 		if depth == 0 {
@@ -281,6 +288,8 @@ func flatten(v any, name string, out map[string]*tensorRef, order *[]string, see
 		}
 		out[name] = c
 		*order = append(*order, name)
+	case *unsupportedTensor:
+		return fmt.Errorf("tensor %q is built by %s, which is not supported (only dense tensors with a storage are)", name, c.builder)
 	case *pyDict:
 		if seen[c] {
 			return nil

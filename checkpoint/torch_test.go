@@ -4,6 +4,9 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -212,6 +215,9 @@ func TestTorchExposureRule(t *testing.T) {
 		{"preferred key without direct tensors", odict{{"state_dict", odict{{"sub", odict{{"w", ten("0")}}}}}}, []string{"state_dict.sub.w"}, ""},
 		{"preferred key not a dict", odict{{"model", ten("0")}, {"x", ten("1")}}, []string{"model", "x"}, ""},
 		{"opaque objects ignored", odict{{"args", ns}, {"w", ten("0")}}, []string{"w"}, ""},
+		{"numpy and unknown calls ignored", odict{{"np", call{"numpy.core.multiarray", "scalar", []any{"f8", "x"}}}, {"os", call{"os", "system", []any{"rm -rf /"}}}, {"w", ten("0")}}, []string{"w"}, ""},
+		{"unsupported tensor outside the state dict", odict{{"state_dict", odict{{"w", ten("0")}}}, {"opt", call{"torch._utils", "_rebuild_sparse_tensor", nil}}}, []string{"w"}, ""},
+		{"parameter", odict{{"p", call{"torch._utils", "_rebuild_parameter", []any{ten("0"), 1, odict{}}}}}, []string{"p"}, ""},
 		{"list root", []any{ten("0"), odict{{"a", ten("1")}}, "x"}, []string{"0", "1.a"}, ""},
 		{"tensor root", ten("0"), []string{""}, ""},
 		{"int keys", odict{{0, ten("0")}, {1, odict{{"x", ten("1")}}}}, []string{"0", "1.x"}, ""},
@@ -350,6 +356,7 @@ func TestTorchErrors(t *testing.T) {
 		{"size/stride mismatch", zipOf(odict{{"w", tspec{storage: "FloatStorage", key: "0", numel: 2, size: []int{2}, stride: []int{1, 1}}}}, ok, ""), "equal length"},
 		{"unsupported storage", zipOf(odict{{"w", tspec{storage: "ComplexFloatStorage", key: "0", numel: 1, size: []int{1}, stride: []int{1}}}}, ok, ""), "torch.ComplexFloatStorage, which is not supported"},
 		{"bad storage key", zipOf(odict{{"w", tspec{storage: "FloatStorage", key: "../x", numel: 2, size: []int{2}, stride: []int{1}}}}, ok, ""), "invalid storage key"},
+		{"quantized tensor", zipOf(odict{{"state_dict", odict{{"q", call{"torch._utils", "_rebuild_qtensor", []any{1, 2}}}}}}, ok, ""), "\"q\" is built by torch._utils._rebuild_qtensor, which is not supported"},
 		{"bad byteorder", zipOf(odict{{"w", ten}}, ok, "middle"), "byte order"},
 		{"corrupt pickle", withEntries(map[string]string{"a/data.pkl": "\x80\x02}(X\x05\x00\x00\x00ab"}), "data.pkl"},
 	}
@@ -372,8 +379,13 @@ func TestTorchErrors(t *testing.T) {
 	if _, err := OpenTorch(path); err == nil || !strings.Contains(err.Error(), "not a PyTorch zip checkpoint") {
 		t.Fatalf("text file: %v", err)
 	}
-	if _, err := OpenTorch(filepath.Join(t.TempDir(), "missing.pt")); err == nil || !strings.HasPrefix(err.Error(), "checkpoint: ") {
-		t.Fatalf("missing file: %v", err)
+	missing := filepath.Join(t.TempDir(), "missing.pt")
+	for _, open := range []func(string) (Reader, error){Open, OpenTorch, OpenTorchFlat, OpenSafetensors} {
+		_, err := open(missing)
+		checkErrPrefix(t, err, missing)
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("missing file: %v does not wrap fs.ErrNotExist", err)
+		}
 	}
 }
 
@@ -391,6 +403,9 @@ func TestTorchTruncatedAndFlipped(t *testing.T) {
 			t.Fatalf("cut at %d of %d bytes: no error", n, len(data))
 		}
 		checkErrPrefix(t, err, name)
+		if n > 4 && !strings.Contains(err.Error(), "truncated") {
+			t.Fatalf("cut at %d: error does not say truncated: %v", n, err)
+		}
 		if n%257 == 0 || n == len(data)-1 { // the same through the file-based entry points
 			path := writeTemp(t, "cut.pt", data[:n])
 			fr, ferr := Open(path)
@@ -514,4 +529,59 @@ func TestRefVectorsTorch(t *testing.T) {
 		t.Skipf("no case under %s holds both weights.pt and weights.safetensors", dir)
 	}
 	t.Logf("%d cases; %d strided views and %d float16 tensors among the .pt tensors", cases, strided, half)
+}
+
+// TestConcurrentReads reads every tensor from several goroutines at once (run with -race), through stored and
+// deflated torch archives and a safetensors file.
+func TestConcurrentReads(t *testing.T) {
+	data, err := os.ReadFile("testdata/torch_dtypes.pt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := filepath.Join(t.TempDir(), "all.safetensors")
+	if err := WriteSafetensors(st, allDTypeTensors(), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"testdata/torch_dtypes.pt", writeTemp(t, "deflated.pt", rezip(t, data, zip.Deflate)), st} {
+		r, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string][]float64{}
+		for _, n := range r.Names() {
+			if want[n], err = r.Float64(n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		errs := make(chan error, 8)
+		for g := 0; g < 8; g++ {
+			go func() {
+				for k := 0; k < 20; k++ {
+					for _, n := range r.Names() {
+						got, err := r.Float64(n)
+						if err != nil {
+							errs <- err
+							return
+						}
+						for i := range got {
+							if !sameFloat(got[i], want[n][i]) {
+								errs <- fmt.Errorf("%s: %s[%d] differs between goroutines", path, n, i)
+								return
+							}
+						}
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for g := 0; g < 8; g++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.Close()
+		if _, err := r.Float32(r.Names()[0]); err == nil {
+			t.Fatalf("%s: read after Close succeeded", path)
+		}
+	}
 }
