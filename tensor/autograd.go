@@ -66,7 +66,7 @@ func (t *Tensor) BackwardWith(seed *Tensor) {
 			continue
 		}
 		if s.grad == nil {
-			s.grad = ownedCopy(grads.gs[i])
+			s.grad = grads.take(i)
 		} else {
 			addInto(s.grad.data, grads.gs[i].data)
 		}
@@ -99,8 +99,8 @@ func Grad(out, seed *Tensor, wrt ...*Tensor) []*Tensor {
 	}
 	grads := backprop(out.ag, seed, want)
 	for i, w := range wrt {
-		if g := grads.of(w.ag); g != nil {
-			res[i] = ownedCopy(g)
+		if k, ok := grads.index[w.ag]; ok && grads.gs[k] != nil {
+			res[i] = grads.take(k)
 		} else {
 			res[i] = New(w.dev, w.shape...)
 		}
@@ -108,21 +108,27 @@ func Grad(out, seed *Tensor, wrt ...*Tensor) []*Tensor {
 	return res
 }
 
-// ownedCopy returns g without history, copied unless the backward pass allocated it
-// for its own accumulation (a gradient may alias the seed or another input's gradient).
-func ownedCopy(g *Tensor) *Tensor {
-	if g.owned {
-		return &Tensor{dev: g.dev, shape: g.shape, data: g.data}
-	}
-	return g.Clone()
-}
-
 // gradTable keeps gradients in the order slots were first reached, so that
-// accumulation order (and so the floating-point result) is deterministic.
+// accumulation order (and so the floating-point result) is deterministic. A gradient
+// returned by a backward rule may alias the seed or another input's gradient (the
+// gradient of a sum is passed on as it is), so an entry is copied before it is
+// accumulated into, unless the table made that buffer itself (own).
 type gradTable struct {
 	index map[*slot]int
 	ss    []*slot
 	gs    []*Tensor
+	own   []bool
+}
+
+// take returns entry i's gradient for the caller to keep: the buffer itself when the
+// table owns it (the entry gives it up), else a copy.
+func (g *gradTable) take(i int) *Tensor {
+	t := g.gs[i]
+	if g.own[i] {
+		g.own[i] = false
+		return &Tensor{dev: t.dev, shape: t.shape, data: t.data}
+	}
+	return t.Clone()
 }
 
 func (g *gradTable) of(s *slot) *Tensor {
@@ -142,19 +148,17 @@ func (g *gradTable) add(s *slot, grad *Tensor) {
 			op, grad.shape, s.shape))
 	}
 	if i, ok := g.index[s]; ok {
-		if g.gs[i].owned {
-			addInto(g.gs[i].data, grad.data)
-		} else {
-			c := g.gs[i].Clone()
-			addInto(c.data, grad.data)
-			c.owned = true
-			g.gs[i] = c
+		if !g.own[i] {
+			g.gs[i] = g.gs[i].Clone()
+			g.own[i] = true
 		}
+		addInto(g.gs[i].data, grad.data)
 		return
 	}
 	g.index[s] = len(g.ss)
 	g.ss = append(g.ss, s)
 	g.gs = append(g.gs, grad)
+	g.own = append(g.own, false)
 }
 
 // backprop runs the backward closures of every node reachable from out in reverse

@@ -310,3 +310,53 @@ func BenchmarkGroupNorm(b *testing.B) {
 		benchLoop(b, func() { Conv2D(x.Detach(), k, nil, ConvOpts{Padding: 1}) })
 	})
 }
+
+// checkThreads runs f on a 1-thread and a 3-thread device with the same inputs and
+// asks for bit-identical outputs and input gradients: the kernels split work without
+// changing any sum's order.
+func checkThreads(t *testing.T, name string, shape []int, f func(x *Tensor) *Tensor) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(99, uint64(len(name))))
+	data := make([]float32, numel(shape))
+	for i := range data {
+		data[i] = float32(rng.NormFloat64())
+	}
+	var outs, grads [][]float32
+	for _, dev := range []*Device{NewCPU(testDev.GEMM(), 1), NewCPU(testDev.GEMM(), 3)} {
+		x := FromSlice(dev, append([]float32(nil), data...), shape...).SetRequiresGrad(true)
+		y := f(x)
+		seed := New(dev, y.shape...)
+		for i := range seed.data {
+			seed.data[i] = float32(i%7) - 3
+		}
+		outs = append(outs, y.data)
+		grads = append(grads, Grad(y, seed, x)[0].data)
+	}
+	for i := range outs[0] {
+		if outs[0][i] != outs[1][i] {
+			t.Fatalf("%s: output %d differs between 1 and 3 threads: %v, %v", name, i, outs[0][i], outs[1][i])
+		}
+	}
+	for i := range grads[0] {
+		if grads[0][i] != grads[1][i] {
+			t.Fatalf("%s: gradient %d differs between 1 and 3 threads: %v, %v", name, i, grads[0][i], grads[1][i])
+		}
+	}
+}
+
+func TestGroupNormBatchNormLayerNormThreads(t *testing.T) {
+	w := func(x *Tensor, n int) *Tensor { return Full(x.dev, 1.5, n).SetRequiresGrad(true) }
+	checkThreads(t, "GroupNorm", []int{2, 64, 32, 32}, func(x *Tensor) *Tensor { return GroupNorm(x, 32, w(x, 64), w(x, 64), 1e-5) })
+	checkThreads(t, "BatchNorm2D", []int{4, 16, 32, 32}, func(x *Tensor) *Tensor {
+		return BatchNorm2D(x, w(x, 16), w(x, 16), New(x.dev, 16), Full(x.dev, 1, 16), true, 0.1, 1e-5)
+	})
+	checkThreads(t, "LayerNorm", []int{300, 600}, func(x *Tensor) *Tensor {
+		return LayerNorm(x, []int{600}, Full(x.dev, 1.5, 600).SetRequiresGrad(true), nil, 1e-5)
+	})
+	checkThreads(t, "Softmax", []int{40, 300}, func(x *Tensor) *Tensor { return Softmax(x, -1) })
+	checkThreads(t, "LogSoftmax", []int{4, 30, 300}, func(x *Tensor) *Tensor { return LogSoftmax(x, 1) })
+	checkThreads(t, "AvgPool2D", []int{4, 16, 20, 20}, func(x *Tensor) *Tensor { return AvgPool2D(x, 3, 2, 1) })
+	checkThreads(t, "MaxPool2D", []int{4, 16, 20, 20}, func(x *Tensor) *Tensor { return MaxPool2D(x, 2, 2, 0) })
+	checkThreads(t, "UpsampleNearest2D", []int{4, 16, 20, 20}, func(x *Tensor) *Tensor { return UpsampleNearest2D(x, 2) })
+	checkThreads(t, "Pad2D", []int{4, 16, 20, 20}, func(x *Tensor) *Tensor { return Pad2D(x, 2, 1, 3, 2, PadReflect) })
+}

@@ -261,3 +261,25 @@ func TestBackwardDoesNotAlias(t *testing.T) {
 		t.Fatal("backward changed its seed")
 	}
 }
+
+// A gradient passed on unchanged to two inputs must not be accumulated in place for
+// one of them (residual connections have this shape).
+func TestGradientSharingSiblings(t *testing.T) {
+	for _, swap := range []bool{false, true} {
+		a := FromSlice(testDev, []float32{1, 2}, 2).SetRequiresGrad(true)
+		b := FromSlice(testDev, []float32{3, 4}, 2).SetRequiresGrad(true)
+		a2 := Scale(a, 1)
+		tt := Add(a2, b)
+		s := Add(tt, tt)
+		var l *Tensor
+		if swap {
+			l = Sum(Add(s, Scale(a2, 1)), false)
+		} else {
+			l = Sum(Add(Scale(a2, 1), s), false)
+		}
+		g := Grad(l, nil, a, b)
+		if g[0].data[0] != 3 || g[1].data[0] != 2 {
+			t.Fatalf("swap %v: da %v (want 3), db %v (want 2)", swap, g[0].data, g[1].data)
+		}
+	}
+}

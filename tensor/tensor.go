@@ -12,8 +12,7 @@ type Tensor struct {
 	shape []int
 	data  []float32
 
-	owned bool  // a gradient buffer the backward pass may accumulate into
-	ag    *slot // autograd identity; nil when no gradient flows to this tensor
+	ag *slot // autograd identity; nil when no gradient flows to this tensor
 }
 
 // New returns a zero-filled tensor of the given shape on dev.
