@@ -55,15 +55,15 @@ func (o *priorOptions) load(dev *tensor.Device, eggClamp bool) (*adm.UNet, *diff
 	if err != nil {
 		return nil, nil, err
 	}
-	unet, err := adm.New(dev, cfg, nil)
-	if err != nil {
-		return nil, nil, err
-	}
 	r, err := checkpoint.Open(o.weights)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer r.Close()
+	unet, err := adm.New(dev, cfg, nil)
+	if err != nil {
+		return nil, nil, err
+	}
 	if err := nn.Load(unet, r, nn.LoadOptions{}); err != nil {
 		return nil, nil, fmt.Errorf("loading %s: %w", o.weights, err)
 	}
