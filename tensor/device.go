@@ -3,6 +3,7 @@ package tensor
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"egg/gemm"
 )
@@ -18,7 +19,8 @@ type Device struct {
 }
 
 // NewCPU returns a CPU device that runs on threads goroutines (<= 0: all cores)
-// and multiplies matrices with g.
+// and multiplies matrices with g, whose calls must each run on one thread (the
+// device splits large products over its goroutines itself).
 func NewCPU(g gemm.Impl, threads int) *Device {
 	if threads <= 0 {
 		threads = runtime.NumCPU()
@@ -27,8 +29,9 @@ func NewCPU(g gemm.Impl, threads int) *Device {
 }
 
 // CPU returns a CPU device on threads goroutines (<= 0: all cores) with the GEMM
-// that gemm.New chooses (OpenBLAS when it loads, else pure Go).
-func CPU(threads int) *Device { return NewCPU(gemm.New(threads), threads) }
+// that gemm.New chooses (OpenBLAS when it loads, else pure Go), used one thread per
+// call.
+func CPU(threads int) *Device { return NewCPU(gemm.New(1), threads) }
 
 // Threads reports how many goroutines the device's kernels use.
 func (d *Device) Threads() int { return d.threads }
@@ -69,6 +72,38 @@ func (d *Device) parallel(n, grain int, f func(lo, hi int)) {
 		}(lo, hi)
 	}
 	f(0, min(per, n))
+	wg.Wait()
+}
+
+// parallelDynamic runs f(0..n-1) on the device's goroutines, which take the next
+// index as they finish, so a slow core does not hold the others up.
+func (d *Device) parallelDynamic(n int, f func(i int)) {
+	workers := min(d.threads, n)
+	if workers <= 1 {
+		for i := 0; i < n; i++ {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	work := func() {
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= n {
+				return
+			}
+			f(i)
+		}
+	}
+	for w := 1; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	work()
 	wg.Wait()
 }
 

@@ -12,12 +12,44 @@ func (d *Device) gemmInto(serial, ta, tb bool, m, n, k int, alpha float32, a, b 
 	if tb {
 		ldb = k
 	}
-	g := d.gemm
-	if serial {
-		g = d.serial
+	if serial || d.threads == 1 || m*n*k < parallelGemmFMAs {
+		d.serial.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
+		return
 	}
-	g.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
+	// Split the larger of m and n into blocks that the device's goroutines take in
+	// turn, each computed by the single-threaded GEMM: no BLAS threads of its own
+	// compete with the engine's goroutines.
+	splitN := n >= m
+	size, align := m, 6
+	if splitN {
+		size, align = n, 16
+	}
+	chunks := min(4*d.threads, (size+align-1)/align)
+	per := (size + chunks - 1) / chunks
+	per = (per + align - 1) / align * align
+	chunks = (size + per - 1) / per
+	d.parallelDynamic(chunks, func(j int) {
+		lo := j * per
+		hi := min(size, lo+per)
+		if splitN {
+			bo := lo // column lo of op(B)
+			if tb {
+				bo = lo * ldb
+			}
+			d.serial.Sgemm(ta, tb, m, hi-lo, k, alpha, a, lda, b[bo:], ldb, beta, c[lo:], n)
+			return
+		}
+		ao := lo * lda // row lo of op(A)
+		if ta {
+			ao = lo
+		}
+		d.serial.Sgemm(ta, tb, hi-lo, n, k, alpha, a[ao:], lda, b, ldb, beta, c[lo*n:], n)
+	})
 }
+
+// parallelGemmFMAs is the product size (m*n*k) above which one GEMM is split over
+// the device's goroutines.
+const parallelGemmFMAs = 64 * 64 * 64
 
 // batchedGemm runs count independent products, in parallel over goroutines when
 // there are several, each with the serial GEMM.
