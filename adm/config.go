@@ -75,16 +75,25 @@ func (c *Config) Validate() error {
 // LearnSigma reports whether the model predicts its variance (out = 2 x in channels).
 func (c *Config) LearnSigma() bool { return c.OutChannels == 2*c.InChannels }
 
-// LoadConfig reads a JSON object of UNetModel keyword arguments.
+// LoadConfig reads a JSON object of UNetModel keyword arguments, or an object that
+// holds them under "guided_diffusion_unet_kwargs" (as egg's reference-vector configs do).
 func LoadConfig(path string) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("adm: %w", err)
 	}
+	var wrapped struct {
+		Kwargs json.RawMessage `json:"guided_diffusion_unet_kwargs"`
+	}
+	if json.Unmarshal(b, &wrapped) == nil && len(wrapped.Kwargs) > 0 {
+		b = wrapped.Kwargs
+	}
 	var c Config
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	if err := dec.Decode(&c); err != nil {
+	if err := json.Unmarshal(b, &c); err != nil {
 		return Config{}, fmt.Errorf("adm: %s: %w", path, err)
+	}
+	if c.ImageSize == 0 {
+		return Config{}, fmt.Errorf("adm: %s has no image_size: is it a JSON object of UNetModel keyword arguments?", path)
 	}
 	return c, c.Validate()
 }

@@ -42,7 +42,8 @@ var benchShapes = []benchShape{
 }
 
 // BenchmarkSgemm runs BenchmarkSgemm/<impl>-t<threads>/<shape> and reports
-// GFLOP/s. Set EGG_GEMM_BENCH_THREADS=1 (or 2) to restrict thread counts.
+// GFLOP/s. Set EGG_GEMM_BENCH_THREADS=1 (or 2) to restrict thread counts,
+// EGG_GEMM_BENCH_GENERIC=1 to include the portable kernel on AVX2 machines.
 func BenchmarkSgemm(b *testing.B) {
 	threads := []int{1, 2}
 	switch os.Getenv("EGG_GEMM_BENCH_THREADS") {
@@ -56,6 +57,9 @@ func BenchmarkSgemm(b *testing.B) {
 		new  func(t int) Impl
 	}
 	makers := []mk{{NewGo(1).Name(), func(t int) Impl { return NewGo(t) }}}
+	if haveAVX2FMA && os.Getenv("EGG_GEMM_BENCH_GENERIC") == "1" {
+		makers = append(makers, mk{"go-generic", newGoGeneric})
+	}
 	if _, err := NewOpenBLAS(1); err == nil {
 		makers = append(makers, mk{"openblas", func(t int) Impl { ob, _ := NewOpenBLAS(t); return ob }})
 	} else {

@@ -28,18 +28,24 @@
 // scheme: B is packed into KCxNC blocks of 16-column micro-panels, A into
 // MCxKC blocks of 6-row micro-panels, and the packing buffers are recycled
 // through a sync.Pool, so steady-state calls do not allocate large buffers.
-// Very small products are always computed by the pure-Go code, where the
-// foreign-call overhead of OpenBLAS would dominate.
+// Small products (m*n*k < 48^3) are always computed by the pure-Go code,
+// where the foreign-call overhead of OpenBLAS (about 2 µs and a few small
+// allocations per call through purego) would dominate.
 //
 // # Concurrency
 //
-// Every Impl is safe for concurrent use by multiple goroutines. An Impl uses
-// up to its thread count of cores per call; Serial returns a view of the
-// same implementation that computes each call on the calling goroutine only,
-// for callers that already run independent products in parallel. OpenBLAS'
-// thread count is process-global: it is set once with
-// openblas_set_num_threads when the library is loaded (the last NewOpenBLAS
-// call wins), and the Serial view of OpenBLAS routes calls to the pure-Go
-// serial implementation only for small products; larger ones still go to
-// OpenBLAS, whose pthread build is safe for concurrent calls.
+// Every Impl is safe for concurrent use by multiple goroutines. The pure-Go
+// implementation splits one call over up to its thread count of goroutines
+// (along n, or along m when m > n); products under about 48^3
+// multiply-adds run on the calling goroutine. Serial returns a view of the
+// same implementation that computes each call on the calling goroutine
+// only, for callers that already run independent products in parallel.
+//
+// OpenBLAS' thread count is global to the process: NewOpenBLAS sets it with
+// openblas_set_num_threads (the last call wins), and OpenBLAS cannot limit
+// a single call, so the Serial view of OpenBLAS is the same implementation
+// (still correct when called concurrently; for one-thread-per-call
+// behaviour create it with NewOpenBLAS(1) or New(1)). Calls into OpenBLAS
+// are bounded to min(32, max(4, 2*NumCPU)) at a time, because OpenBLAS
+// crashes when too many threads call it at once; further callers wait.
 package gemm

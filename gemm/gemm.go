@@ -20,7 +20,8 @@ type Impl interface {
 	Name() string
 	// Serial returns a view of the same implementation that computes each
 	// call on the calling goroutine (one thread), for callers that already
-	// run independent products in parallel.
+	// run independent products in parallel. OpenBLAS cannot limit the
+	// threads of one call: its Serial view is itself (see the package doc).
 	Serial() Impl
 }
 
@@ -31,18 +32,22 @@ type Impl interface {
 // saying which GEMM is in use and why.
 func New(threads int) Impl {
 	threads = normThreads(threads)
+	per := fmt.Sprintf("%d threads per call", threads)
+	if threads == 1 {
+		per = "one thread per call"
+	}
 	if v := os.Getenv("EGG_GEMM"); v == "go" {
 		g := NewGo(threads)
-		log.Printf("egg: gemm: %s (EGG_GEMM=go), %d threads", g.Name(), threads)
+		log.Printf("egg: gemm: %s (EGG_GEMM=go), %s", g.Name(), per)
 		return g
 	}
 	ob, err := NewOpenBLAS(threads)
 	if err == nil {
-		log.Printf("egg: gemm: openblas (%s), %d threads", ob.(*openBLAS).describe(), threads)
+		log.Printf("egg: gemm: openblas (%s), %s; set EGG_GEMM=go for the pure-Go GEMM", ob.(*openBLAS).describe(), per)
 		return ob
 	}
 	g := NewGo(threads)
-	log.Printf("egg: gemm: %s (openblas unavailable: %v), %d threads", g.Name(), err, threads)
+	log.Printf("egg: gemm: %s (openblas unavailable: %v), %s", g.Name(), err, per)
 	return g
 }
 

@@ -112,9 +112,17 @@ func (tc gemmCase) String() string {
 	return fmt.Sprintf("%s%s_m%d_n%d_k%d_a%g_b%g_pad%d.%d.%d", tr(tc.transA), tr(tc.transB), tc.m, tc.n, tc.k, tc.alpha, tc.beta, tc.padA, tc.padB, tc.padC)
 }
 
-// run executes the case on impl and returns an error describing the first
-// mismatch.
-func (tc gemmCase) run(impl Impl, rng *rand.Rand) error {
+// instance holds the inputs of one case and the expected result.
+type instance struct {
+	gemmCase
+	a, b, c       []float32
+	lda, ldb, ldc int
+	want, mag     []float64
+}
+
+// instantiate builds random inputs for the case (C holds NaN where beta == 0
+// says it must not be read) and computes the reference result.
+func (tc gemmCase) instantiate(rng *rand.Rand) *instance {
 	ar, ac := tc.m, tc.k
 	if tc.transA {
 		ar, ac = tc.k, tc.m
@@ -123,36 +131,49 @@ func (tc gemmCase) run(impl Impl, rng *rand.Rand) error {
 	if tc.transB {
 		br, bc = tc.n, tc.k
 	}
-	lda, ldb, ldc := max(1, ac)+tc.padA, max(1, bc)+tc.padB, max(1, tc.n)+tc.padC
-	a := matrix(rng, ar, ac, lda)
-	b := matrix(rng, br, bc, ldb)
-	c := matrix(rng, tc.m, tc.n, ldc)
+	in := &instance{gemmCase: tc, lda: max(1, ac) + tc.padA, ldb: max(1, bc) + tc.padB, ldc: max(1, tc.n) + tc.padC}
+	in.a = matrix(rng, ar, ac, in.lda)
+	in.b = matrix(rng, br, bc, in.ldb)
+	in.c = matrix(rng, tc.m, tc.n, in.ldc)
 	if tc.beta == 0 {
 		for i := 0; i < tc.m; i++ {
 			for j := 0; j < tc.n; j++ {
-				c[i*ldc+j] = float32(math.NaN())
+				in.c[i*in.ldc+j] = float32(math.NaN())
 			}
 		}
 	}
-	want, mag := reference(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
-	impl.Sgemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
-	for i := 0; i < tc.m; i++ {
+	in.want, in.mag = reference(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, in.a, in.lda, in.b, in.ldb, tc.beta, in.c, in.ldc)
+	return in
+}
+
+// check runs impl on a copy of C and returns an error describing the first
+// mismatch.
+func (in *instance) check(impl Impl) error {
+	c := append([]float32(nil), in.c...)
+	ldc := in.ldc
+	impl.Sgemm(in.transA, in.transB, in.m, in.n, in.k, in.alpha, in.a, in.lda, in.b, in.ldb, in.beta, c, ldc)
+	for i := 0; i < in.m; i++ {
 		for j := 0; j < ldc && i*ldc+j < len(c); j++ {
 			got := c[i*ldc+j]
-			if j >= tc.n {
+			if j >= in.n {
 				if !math.IsNaN(float64(got)) {
 					return fmt.Errorf("padding C[%d,%d] was overwritten with %g", i, j, got)
 				}
 				continue
 			}
-			w := want[i*tc.n+j]
-			tol := 1e-6*float64(tc.k+4)*mag[i*tc.n+j] + 1e-30
+			w := in.want[i*in.n+j]
+			tol := 1e-6*float64(in.k+4)*in.mag[i*in.n+j] + 1e-30
 			if d := math.Abs(float64(got) - w); !(d <= tol) {
 				return fmt.Errorf("C[%d,%d] = %g, want %g (tolerance %g)", i, j, got, w, tol)
 			}
 		}
 	}
 	return nil
+}
+
+// run executes the case on impl with fresh random inputs.
+func (tc gemmCase) run(impl Impl, rng *rand.Rand) error {
+	return tc.instantiate(rng).check(impl)
 }
 
 func testCases() []gemmCase {
@@ -197,20 +218,20 @@ func testCases() []gemmCase {
 }
 
 func TestSgemm(t *testing.T) {
-	cases := testCases()
-	for _, im := range testImpls(t) {
-		t.Run(im.name, func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(3, 4))
-			fails := 0
-			for _, tc := range cases {
-				if err := tc.run(im.impl, rng); err != nil {
-					t.Errorf("%v: %v", tc, err)
-					if fails++; fails > 10 {
-						t.Fatal("too many failures")
-					}
-				}
+	impls := testImpls(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	fails := make([]int, len(impls))
+	for _, tc := range testCases() {
+		in := tc.instantiate(rng)
+		for x, im := range impls {
+			if fails[x] > 10 {
+				continue
 			}
-		})
+			if err := in.check(im.impl); err != nil {
+				t.Errorf("%s: %v: %v", im.name, tc, err)
+				fails[x]++
+			}
+		}
 	}
 }
 

@@ -2,18 +2,21 @@ package gemm
 
 import (
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
 // Micro-tile and cache-block sizes of the pure-Go implementation.
 const (
-	mr = 6   // rows of the micro-tile (A micro-panel height)
-	nr = 16  // columns of the micro-tile (B micro-panel width, 2 YMM)
-	kc = 256 // depth of a packed block: a B micro-panel (kc*nr*4 = 16 KiB) stays in L1
-	mc = 144 // rows of a packed A block (mc*kc*4 = 144 KiB) kept in L2
-	nc = 1024
+	mr = 6    // rows of the micro-tile (A micro-panel height)
+	nr = 16   // columns of the micro-tile (B micro-panel width, 2 YMM)
+	kc = 256  // depth of a packed block: a B micro-panel (kc*nr*4 = 16 KiB) stays in L1
+	mc = 144  // rows of a packed A block (mc*kc*4 = 144 KiB) kept in L2
+	nc = 1024 // columns of a packed B block (kc*nc*4 = 1 MiB), in L2/L3
 	// parMinFMAs is the size (m*n*k) under which a call runs on one goroutine.
 	parMinFMAs = 48 * 48 * 48
+	// chunksPerThread is how many chunks per goroutine a parallel call aims for.
+	chunksPerThread = 4
 )
 
 // goImpl is the pure-Go SGEMM.
@@ -65,42 +68,58 @@ func (g *goImpl) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 		g.serial(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	var wg sync.WaitGroup
-	if n >= m {
-		// Split the columns of C (and of op(B)) into t chunks of whole micro-panels.
-		panels := (n + nr - 1) / nr
-		chunk := (panels + t - 1) / t * nr
-		for j0 := chunk; j0 < n; j0 += chunk {
-			nn := min(chunk, n-j0)
-			boff := j0
-			if transB {
-				boff = j0 * ldb
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				g.serial(transA, transB, m, nn, k, alpha, a, lda, b[boff:], ldb, beta, c[j0:], ldc)
-			}()
-		}
-		g.serial(transA, transB, m, min(chunk, n), k, alpha, a, lda, b, ldb, beta, c, ldc)
-	} else {
-		// Split the rows of C (and of op(A)).
-		panels := (m + mr - 1) / mr
-		chunk := (panels + t - 1) / t * mr
-		for i0 := chunk; i0 < m; i0 += chunk {
-			mm := min(chunk, m-i0)
-			aoff := i0 * lda
-			if transA {
-				aoff = i0
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				g.serial(transA, transB, mm, n, k, alpha, a[aoff:], lda, b, ldb, beta, c[i0*ldc:], ldc)
-			}()
-		}
-		g.serial(transA, transB, min(chunk, m), n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	g.parallel(t, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// parallel splits C into chunks of whole micro-panels along n (or along m
+// when m > n) and lets up to t goroutines, the caller included, take
+// chunks in turn. Several chunks per goroutine keep all of them busy when
+// some cores are slower or shared; each chunk packs the whole of the other
+// operand, so chunks keep a minimum size that makes that cheap.
+func (g *goImpl) parallel(t int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	splitN := n >= m
+	size, unit, minUnits := m, mr, 16
+	if splitN {
+		size, unit, minUnits = n, nr, 8
 	}
+	units := (size + unit - 1) / unit
+	per := max(minUnits, (units+chunksPerThread*t-1)/(chunksPerThread*t))
+	chunk := per * unit
+	chunks := (size + chunk - 1) / chunk
+	t = min(t, chunks)
+	var next atomic.Int32
+	work := func() {
+		for {
+			x := int(next.Add(1)) - 1
+			if x >= chunks {
+				return
+			}
+			o := x * chunk
+			l := min(chunk, size-o)
+			if splitN {
+				boff := o
+				if transB {
+					boff = o * ldb
+				}
+				g.serial(transA, transB, m, l, k, alpha, a, lda, b[boff:], ldb, beta, c[o:], ldc)
+			} else {
+				aoff := o * lda
+				if transA {
+					aoff = o
+				}
+				g.serial(transA, transB, l, n, k, alpha, a[aoff:], lda, b, ldb, beta, c[o*ldc:], ldc)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < t; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	work()
 	wg.Wait()
 }
 
@@ -134,7 +153,11 @@ func (g *goImpl) serial(transA, transB bool, m, n, k int, alpha float32, a []flo
 	ws := wsPool.Get().(*workspace)
 	defer wsPool.Put(ws)
 
-	kb := min(kc, k)
+	// Split k into equal blocks of at most kc (a multiple of 8, which suits
+	// the packers) rather than leaving a short last block.
+	nk := (k + kc - 1) / kc
+	kstep := roundUp((k+nk-1)/nk, 8)
+	kb := min(kstep, k)
 	mb := min(mc, roundUp(m, mr))
 	nb := min(nc, roundUp(n, nr))
 	// The slack lets the assembly packers write a few elements past a panel.
@@ -142,8 +165,8 @@ func (g *goImpl) serial(transA, transB bool, m, n, k int, alpha float32, a []flo
 	bp := alignedSlice(&ws.bbuf, nb*kb+16)
 	avx := g.avx2
 
-	for p0 := 0; p0 < k; p0 += kc {
-		kk := min(kc, k-p0)
+	for p0 := 0; p0 < k; p0 += kstep {
+		kk := min(kstep, k-p0)
 		bet := beta
 		if p0 > 0 {
 			bet = 1
@@ -227,31 +250,44 @@ func macroKernel(avx bool, ws *workspace, mm, nn, kk int, alpha float32, ap, bp 
 }
 
 // kernelGeneric computes the 6x16 tile C = alpha*A*B + beta*C from packed
-// micro-panels (a: kk x 6, b: kk x 16). When beta == 0, C is not read.
+// micro-panels (a: kk x 6, b: kk x 16). When beta == 0, C is not read. It
+// works on 3x4 sub-tiles so that the accumulators stay in registers.
 func kernelGeneric(kk int, a, b, c []float32, ldc int, alpha, beta float32) {
-	var acc [mr][nr]float32
 	a = a[:kk*mr]
 	b = b[:kk*nr]
-	for p := 0; p < kk; p++ {
-		bb := (*[nr]float32)(b[p*nr:])
-		aa := (*[mr]float32)(a[p*mr:])
-		for i := range mr {
-			ai := aa[i]
-			row := &acc[i]
-			for j := range nr {
-				row[j] += ai * bb[j]
+	for i0 := 0; i0 < mr; i0 += 3 {
+		for j0 := 0; j0 < nr; j0 += 4 {
+			var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23 float32
+			for p := 0; p < kk; p++ {
+				ap := (*[3]float32)(a[p*mr+i0:])
+				bp := (*[4]float32)(b[p*nr+j0:])
+				a0, a1, a2 := ap[0], ap[1], ap[2]
+				b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
+				c00 += a0 * b0
+				c01 += a0 * b1
+				c02 += a0 * b2
+				c03 += a0 * b3
+				c10 += a1 * b0
+				c11 += a1 * b1
+				c12 += a1 * b2
+				c13 += a1 * b3
+				c20 += a2 * b0
+				c21 += a2 * b1
+				c22 += a2 * b2
+				c23 += a2 * b3
 			}
-		}
-	}
-	for i := range mr {
-		crow := (*[nr]float32)(c[i*ldc:])
-		if beta == 0 {
-			for j := range nr {
-				crow[j] = alpha * acc[i][j]
-			}
-		} else {
-			for j := range nr {
-				crow[j] = alpha*acc[i][j] + beta*crow[j]
+			rows := [3][4]float32{{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23}}
+			for r := range 3 {
+				crow := (*[4]float32)(c[(i0+r)*ldc+j0:])
+				if beta == 0 {
+					for x := range 4 {
+						crow[x] = alpha * rows[r][x]
+					}
+				} else {
+					for x := range 4 {
+						crow[x] = alpha*rows[r][x] + beta*crow[x]
+					}
+				}
 			}
 		}
 	}

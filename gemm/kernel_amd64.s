@@ -165,47 +165,84 @@ bn16loop:
 	VZEROUPPER
 	RET
 
-// Transpose the 8x8 block in Y0..Y7 (rows) into Y8..Y15 (columns).
-#define TRANSPOSE8 \
-	VUNPCKLPS  Y1, Y0, Y8; \
-	VUNPCKHPS  Y1, Y0, Y9; \
-	VUNPCKLPS  Y3, Y2, Y10; \
-	VUNPCKHPS  Y3, Y2, Y11; \
-	VUNPCKLPS  Y5, Y4, Y12; \
-	VUNPCKHPS  Y5, Y4, Y13; \
-	VUNPCKLPS  Y7, Y6, Y14; \
-	VUNPCKHPS  Y7, Y6, Y15; \
-	VSHUFPS    $0x44, Y10, Y8, Y0; \
-	VSHUFPS    $0xEE, Y10, Y8, Y1; \
-	VSHUFPS    $0x44, Y11, Y9, Y2; \
-	VSHUFPS    $0xEE, Y11, Y9, Y3; \
-	VSHUFPS    $0x44, Y14, Y12, Y4; \
-	VSHUFPS    $0xEE, Y14, Y12, Y5; \
-	VSHUFPS    $0x44, Y15, Y13, Y6; \
-	VSHUFPS    $0xEE, Y15, Y13, Y7; \
-	VPERM2F128 $0x20, Y4, Y0, Y8; \
-	VPERM2F128 $0x31, Y4, Y0, Y12; \
-	VPERM2F128 $0x20, Y5, Y1, Y9; \
-	VPERM2F128 $0x31, Y5, Y1, Y13; \
-	VPERM2F128 $0x20, Y6, Y2, Y10; \
-	VPERM2F128 $0x31, Y6, Y2, Y14; \
-	VPERM2F128 $0x20, Y7, Y3, Y11; \
-	VPERM2F128 $0x31, Y7, Y3, Y15
+// Load an 8x8 block for transposition: rows 0-3 start at R11 and rows 4-7
+// at R12 (stride R8, R10 = 3*R8), columns at byte offset off. Each register
+// pairs the same 4 columns of rows r and r+4: Y0..Y3 = cols 0-3 of rows
+// (0,4),(1,5),(2,6),(3,7) and Y4..Y7 = cols 4-7, so that the transpose
+// needs no lane-crossing shuffles (slow on AMD Zen).
+#define LOAD8X8(off) \
+	VMOVUPS     off(R11), X0; \
+	VINSERTF128 $1, off(R12), Y0, Y0; \
+	VMOVUPS     off(R11)(R8*1), X1; \
+	VINSERTF128 $1, off(R12)(R8*1), Y1, Y1; \
+	VMOVUPS     off(R11)(R8*2), X2; \
+	VINSERTF128 $1, off(R12)(R8*2), Y2, Y2; \
+	VMOVUPS     off(R11)(R10*1), X3; \
+	VINSERTF128 $1, off(R12)(R10*1), Y3, Y3; \
+	VMOVUPS     off+16(R11), X4; \
+	VINSERTF128 $1, off+16(R12), Y4, Y4; \
+	VMOVUPS     off+16(R11)(R8*1), X5; \
+	VINSERTF128 $1, off+16(R12)(R8*1), Y5, Y5; \
+	VMOVUPS     off+16(R11)(R8*2), X6; \
+	VINSERTF128 $1, off+16(R12)(R8*2), Y6, Y6; \
+	VMOVUPS     off+16(R11)(R10*1), X7; \
+	VINSERTF128 $1, off+16(R12)(R10*1), Y7, Y7
 
-// Load 8 rows of 8 floats from R11 (stride R8, R10 = 3*R8) into Y0..Y7.
-#define LOAD8ROWS \
-	VMOVUPS (R11), Y0; \
-	VMOVUPS (R11)(R8*1), Y1; \
-	VMOVUPS (R11)(R8*2), Y2; \
-	VMOVUPS (R11)(R10*1), Y3; \
-	LEAQ    (R11)(R8*4), R11; \
-	VMOVUPS (R11), Y4; \
-	VMOVUPS (R11)(R8*1), Y5; \
-	VMOVUPS (R11)(R8*2), Y6; \
-	VMOVUPS (R11)(R10*1), Y7; \
-	LEAQ    (R11)(R8*4), R11
+// Like LOAD8X8 for 6 rows: rows 0-3 at R11, row 4 at R12 and row 5 at R13;
+// rows 6 and 7 repeat row 5.
+#define LOAD6X8(off) \
+	VMOVUPS     off(R11), X0; \
+	VINSERTF128 $1, off(R12), Y0, Y0; \
+	VMOVUPS     off(R11)(R8*1), X1; \
+	VINSERTF128 $1, off(R13), Y1, Y1; \
+	VMOVUPS     off(R11)(R8*2), X2; \
+	VINSERTF128 $1, off(R13), Y2, Y2; \
+	VMOVUPS     off(R11)(R10*1), X3; \
+	VINSERTF128 $1, off(R13), Y3, Y3; \
+	VMOVUPS     off+16(R11), X4; \
+	VINSERTF128 $1, off+16(R12), Y4, Y4; \
+	VMOVUPS     off+16(R11)(R8*1), X5; \
+	VINSERTF128 $1, off+16(R13), Y5, Y5; \
+	VMOVUPS     off+16(R11)(R8*2), X6; \
+	VINSERTF128 $1, off+16(R13), Y6, Y6; \
+	VMOVUPS     off+16(R11)(R10*1), X7; \
+	VINSERTF128 $1, off+16(R13), Y7, Y7
+
+// Transpose the block loaded by LOAD8X8: afterwards Yq holds column q
+// (rows 0..7) for q = 0..7. Uses Y8..Y15.
+#define TRANSPOSE8X8 \
+	VUNPCKLPS Y1, Y0, Y8; \
+	VUNPCKHPS Y1, Y0, Y9; \
+	VUNPCKLPS Y3, Y2, Y10; \
+	VUNPCKHPS Y3, Y2, Y11; \
+	VUNPCKLPS Y5, Y4, Y12; \
+	VUNPCKHPS Y5, Y4, Y13; \
+	VUNPCKLPS Y7, Y6, Y14; \
+	VUNPCKHPS Y7, Y6, Y15; \
+	VSHUFPS   $0x44, Y10, Y8, Y0; \
+	VSHUFPS   $0xEE, Y10, Y8, Y1; \
+	VSHUFPS   $0x44, Y11, Y9, Y2; \
+	VSHUFPS   $0xEE, Y11, Y9, Y3; \
+	VSHUFPS   $0x44, Y14, Y12, Y4; \
+	VSHUFPS   $0xEE, Y14, Y12, Y5; \
+	VSHUFPS   $0x44, Y15, Y13, Y6; \
+	VSHUFPS   $0xEE, Y15, Y13, Y7
+
+// Store the 8 transposed columns Y0..Y7 at off(DI) with stride st bytes.
+#define STORE8(off, st) \
+	VMOVUPS Y0, off(DI); \
+	VMOVUPS Y1, off+st(DI); \
+	VMOVUPS Y2, off+2*st(DI); \
+	VMOVUPS Y3, off+3*st(DI); \
+	VMOVUPS Y4, off+4*st(DI); \
+	VMOVUPS Y5, off+5*st(DI); \
+	VMOVUPS Y6, off+6*st(DI); \
+	VMOVUPS Y7, off+7*st(DI)
 
 // func packBT16AVX(dst, src *float32, ldb, k8 int)
+// Columns are taken 16 at a time, so that every 64-byte line of the 16
+// source rows is used completely while it is in L1: with a power-of-two
+// ldb all rows map to the same cache set.
 TEXT ·packBT16AVX(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
@@ -213,69 +250,89 @@ TEXT ·packBT16AVX(SB), NOSPLIT, $0-32
 	SHLQ $2, R8
 	LEAQ (R8)(R8*2), R10
 	MOVQ k8+24(FP), CX
+	MOVQ CX, BX
+	SHRQ $1, BX
+	JZ   bt16tail
 
 bt16loop:
 	MOVQ SI, R11
-	LOAD8ROWS
-	TRANSPOSE8
-	VMOVUPS Y8, 0(DI)
-	VMOVUPS Y9, 64(DI)
-	VMOVUPS Y10, 128(DI)
-	VMOVUPS Y11, 192(DI)
-	VMOVUPS Y12, 256(DI)
-	VMOVUPS Y13, 320(DI)
-	VMOVUPS Y14, 384(DI)
-	VMOVUPS Y15, 448(DI)
-	LOAD8ROWS
-	TRANSPOSE8
-	VMOVUPS Y8, 32(DI)
-	VMOVUPS Y9, 96(DI)
-	VMOVUPS Y10, 160(DI)
-	VMOVUPS Y11, 224(DI)
-	VMOVUPS Y12, 288(DI)
-	VMOVUPS Y13, 352(DI)
-	VMOVUPS Y14, 416(DI)
-	VMOVUPS Y15, 480(DI)
-	ADDQ    $32, SI
-	ADDQ    $512, DI
-	DECQ    CX
-	JNZ     bt16loop
+	LEAQ (R11)(R8*4), R12
+	LOAD8X8(0)
+	TRANSPOSE8X8
+	STORE8(0, 64)
+	LOAD8X8(32)
+	TRANSPOSE8X8
+	STORE8(512, 64)
+	LEAQ (R12)(R8*4), R11
+	LEAQ (R11)(R8*4), R12
+	LOAD8X8(0)
+	TRANSPOSE8X8
+	STORE8(32, 64)
+	LOAD8X8(32)
+	TRANSPOSE8X8
+	STORE8(544, 64)
+	ADDQ $64, SI
+	ADDQ $1024, DI
+	DECQ BX
+	JNZ  bt16loop
+
+bt16tail:
+	ANDQ $1, CX
+	JZ   bt16done
+	MOVQ SI, R11
+	LEAQ (R11)(R8*4), R12
+	LOAD8X8(0)
+	TRANSPOSE8X8
+	STORE8(0, 64)
+	LEAQ (R12)(R8*4), R11
+	LEAQ (R11)(R8*4), R12
+	LOAD8X8(0)
+	TRANSPOSE8X8
+	STORE8(32, 64)
+
+bt16done:
 	VZEROUPPER
 	RET
 
 // func packAN6AVX(dst, src *float32, lda, k8 int)
+// The 8-float stores of consecutive columns overlap (the 2 extra floats are
+// rows 6 and 7, copies of row 5) and the last one writes 2 floats past the
+// 48*k8 packed ones. Columns are taken 16 at a time as in packBT16AVX.
 TEXT ·packAN6AVX(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
+	MOVQ src+8(FP), R11
 	MOVQ lda+16(FP), R8
 	SHLQ $2, R8
 	LEAQ (R8)(R8*2), R10
-	LEAQ (SI)(R8*4), R12
+	LEAQ (R11)(R8*4), R12
+	LEAQ (R12)(R8*1), R13
 	MOVQ k8+24(FP), CX
+	MOVQ CX, BX
+	SHRQ $1, BX
+	JZ   an6tail
 
 an6loop:
-	VMOVUPS (SI), Y0
-	VMOVUPS (SI)(R8*1), Y1
-	VMOVUPS (SI)(R8*2), Y2
-	VMOVUPS (SI)(R10*1), Y3
-	VMOVUPS (R12), Y4
-	VMOVUPS (R12)(R8*1), Y5
-	VMOVAPS Y5, Y6
-	VMOVAPS Y5, Y7
-	TRANSPOSE8
-	VMOVUPS Y8, 0(DI)
-	VMOVUPS Y9, 24(DI)
-	VMOVUPS Y10, 48(DI)
-	VMOVUPS Y11, 72(DI)
-	VMOVUPS Y12, 96(DI)
-	VMOVUPS Y13, 120(DI)
-	VMOVUPS Y14, 144(DI)
-	VMOVUPS Y15, 168(DI)
-	ADDQ    $32, SI
-	ADDQ    $32, R12
-	ADDQ    $192, DI
-	DECQ    CX
-	JNZ     an6loop
+	LOAD6X8(0)
+	TRANSPOSE8X8
+	STORE8(0, 24)
+	LOAD6X8(32)
+	TRANSPOSE8X8
+	STORE8(192, 24)
+	ADDQ $64, R11
+	ADDQ $64, R12
+	ADDQ $64, R13
+	ADDQ $384, DI
+	DECQ BX
+	JNZ  an6loop
+
+an6tail:
+	ANDQ $1, CX
+	JZ   an6done
+	LOAD6X8(0)
+	TRANSPOSE8X8
+	STORE8(0, 24)
+
+an6done:
 	VZEROUPPER
 	RET
 

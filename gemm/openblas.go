@@ -3,7 +3,6 @@
 package gemm
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -58,25 +57,30 @@ var (
 )
 
 func loadOpenBLAS() (*openBLASLib, error) {
-	openBLASOnce.Do(func() {
-		var errs []string
-		for _, p := range openBLASPaths {
-			h, err := purego.Dlopen(p, purego.RTLD_NOW|purego.RTLD_GLOBAL)
-			if err != nil {
-				errs = append(errs, err.Error())
-				continue
-			}
-			lib := &openBLASLib{path: resolvedPath(p)}
-			if err := registerOpenBLAS(h, lib); err != nil {
-				errs = append(errs, fmt.Sprintf("%s: %v", p, err))
-				continue
-			}
-			openBLAS0 = lib
-			return
-		}
-		openBLASErr = errors.New("cannot load OpenBLAS: " + strings.Join(errs, "; "))
-	})
+	openBLASOnce.Do(func() { openBLAS0, openBLASErr = openLib(openBLASPaths) })
 	return openBLAS0, openBLASErr
+}
+
+// openLib dlopens the first of paths that loads and has the needed symbols.
+func openLib(paths []string) (*openBLASLib, error) {
+	var errs []string
+	for _, p := range paths {
+		h, err := purego.Dlopen(p, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		lib := &openBLASLib{path: resolvedPath(p)}
+		if err := registerOpenBLAS(h, lib); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", p, err))
+			continue
+		}
+		return lib, nil
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("cannot load OpenBLAS: no library names")
+	}
+	return nil, fmt.Errorf("cannot load OpenBLAS (tried %d names; first error: %s)", len(paths), errs[0])
 }
 
 // registerOpenBLAS binds the symbols, turning a missing one into an error
