@@ -1,0 +1,428 @@
+// Package mei makes most exciting inputs (MEIs) for many neurons at once, by
+// energy-guided diffusion (EGG) or by gradient ascent (GA), evaluates them on held-out
+// models, and writes one record per neuron so that interrupted runs resume.
+//
+// The published protocol (egg-method.md sections 3-5 and 7): each neuron gets seeds
+// 0, 1, 2; the seed whose image drives the training ensemble most is kept; the kept
+// image is then scored by the training ensemble ("train"), a held-out ensemble of the
+// same architecture ("within"), an ensemble of another architecture ("cross") and,
+// when known, the ground truth ("truth").
+//
+// Layout of a run folder:
+//
+//	<out>/<method>/neuron_<id>.png   the MEI as the model sees it (model input, gray)
+//	<out>/<method>/neuron_<id>.npy   the model input, [1, 1, H, W] float32
+//	<out>/<method>/neuron_<id>.json  the record (written last: its presence means done)
+//	<out>/<method>/summary.json      medians over neurons
+package mei
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"time"
+
+	"egg/ascent"
+	"egg/diffusion"
+	"egg/energy"
+	"egg/guidance"
+	"egg/imageio"
+	"egg/npy"
+	"egg/tensor"
+)
+
+// Model is a model that predicts responses to model inputs [N, 1, H, W].
+type Model = energy.Model
+
+// ModelSet holds the models an MEI is driven and judged by. Train is required; the
+// others may be nil.
+type ModelSet struct {
+	Train, Within, Cross, Truth Model
+	// Files records, per role, the files each model came from with their SHA-256,
+	// for provenance.
+	Files map[string][]FileHash
+}
+
+// FileHash names a model file and its SHA-256.
+type FileHash struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+}
+
+// roles lists the evaluation roles in report order.
+var roles = []string{"train", "within", "cross", "truth"}
+
+func (m ModelSet) byRole(r string) Model {
+	switch r {
+	case "train":
+		return m.Train
+	case "within":
+		return m.Within
+	case "cross":
+		return m.Cross
+	case "truth":
+		return m.Truth
+	}
+	return nil
+}
+
+// Prior is the diffusion model EGG steers.
+type Prior struct {
+	Denoiser guidance.Denoiser
+	Schedule *diffusion.Schedule
+	Channels int // image channels of the prior
+	Size     int // image size of the prior
+	Name     string
+}
+
+// Settings are the choices of a run, recorded with every neuron.
+type Settings struct {
+	Method    string   `json:"method"` // "egg" or "ga"
+	Seeds     []uint64 `json:"seeds"`
+	BatchSize int      `json:"batch_size"`
+	InputH    int      `json:"input_h"`
+	InputW    int      `json:"input_w"`
+	Norm      float32  `json:"norm"` // L2 norm of the model input
+	// EGG
+	Scale     float64 `json:"energy_scale,omitempty"`
+	GradNorm  string  `json:"grad_norm,omitempty"` // "sample" (default) or "batch"
+	Steps     int     `json:"steps,omitempty"`     // respaced diffusion steps
+	PriorName string  `json:"prior,omitempty"`
+	// GA
+	GA *ascent.Config `json:"ga,omitempty"`
+}
+
+// Record is what a run keeps for one neuron.
+type Record struct {
+	Neuron      int                   `json:"neuron"`
+	Method      string                `json:"method"`
+	Seed        uint64                `json:"seed"`        // the kept seed
+	SeedTrain   map[string]float32    `json:"seed_train"`  // train activation of each seed's image
+	Activations map[string]float32    `json:"activations"` // train, within, cross, truth
+	Seconds     float64               `json:"seconds"`     // compute time for this neuron (all its seeds)
+	Energy      []float32             `json:"energy,omitempty"`
+	Settings    Settings              `json:"settings"`
+	Models      map[string][]FileHash `json:"models"`
+	Image       string                `json:"image"`
+	Input       string                `json:"input"`
+	Finished    time.Time             `json:"finished"`
+}
+
+// Summary is a run's result over neurons.
+type Summary struct {
+	Method        string             `json:"method"`
+	Neurons       int                `json:"neurons"`
+	Median        map[string]float32 `json:"median"` // per role
+	Mean          map[string]float32 `json:"mean"`
+	SecondsPerMEI float64            `json:"seconds_per_mei"` // median over neurons, per seed
+	Records       []Record           `json:"-"`
+}
+
+// Progress is told about each finished unit of work.
+type Progress interface {
+	Add(n int)
+}
+
+// Run makes the MEIs of neurons with the settings s and writes them under out.
+// Neurons whose record already exists are loaded, not recomputed. prior is needed
+// for method "egg". It stops early, leaving every finished neuron on disk, when ctx
+// is cancelled.
+func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, models ModelSet, prior *Prior, out string, progress Progress) (Summary, error) {
+	if models.Train == nil {
+		return Summary{}, errors.New("mei: a training model is required")
+	}
+	if len(s.Seeds) == 0 {
+		s.Seeds = []uint64{0}
+	}
+	if s.BatchSize <= 0 {
+		s.BatchSize = 8
+	}
+	dir := filepath.Join(out, s.Method)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Summary{}, fmt.Errorf("mei: cannot create the output folder: %w", err)
+	}
+	var done []Record
+	var todo []int
+	for _, n := range neurons {
+		if r, err := readRecord(dir, n); err == nil {
+			done = append(done, r)
+			if progress != nil {
+				progress.Add(len(s.Seeds))
+			}
+			continue
+		}
+		todo = append(todo, n)
+	}
+	// Work items are (neuron, seed) pairs, batched.
+	type item struct {
+		neuron int
+		seed   uint64
+	}
+	var items []item
+	for _, n := range todo {
+		for _, sd := range s.Seeds {
+			items = append(items, item{n, sd})
+		}
+	}
+	results := map[int]map[uint64]result{}
+	remaining := map[int]int{}
+	for _, n := range todo {
+		remaining[n] = len(s.Seeds)
+		results[n] = map[uint64]result{}
+	}
+	tr := energy.Transform{Height: s.InputH, Width: s.InputW, Norm: s.Norm}
+	for start := 0; start < len(items); start += s.BatchSize {
+		if err := ctx.Err(); err != nil {
+			return Summary{}, fmt.Errorf("mei: interrupted; %d neurons are finished in %s, run again to resume", len(done), dir)
+		}
+		batch := items[start:min(start+s.BatchSize, len(items))]
+		ns := make([]int, len(batch))
+		rngs := make([]*rand.Rand, len(batch))
+		for k, it := range batch {
+			ns[k] = it.neuron
+			rngs[k] = rand.New(rand.NewPCG(it.seed, uint64(it.neuron)))
+		}
+		t0 := time.Now()
+		var inputs *tensor.Tensor
+		var trace [][]float32
+		switch s.Method {
+		case "egg":
+			if prior == nil {
+				return Summary{}, errors.New("mei: method egg needs a diffusion prior")
+			}
+			var err error
+			inputs, trace, err = runEGG(dev, s, prior, tr, models.Train, ns, rngs)
+			if err != nil {
+				return Summary{}, err
+			}
+		case "ga":
+			var err error
+			inputs, err = runGA(dev, s, models.Train, ns, rngs)
+			if err != nil {
+				return Summary{}, err
+			}
+		default:
+			return Summary{}, fmt.Errorf("mei: unknown method %q (want egg or ga)", s.Method)
+		}
+		secs := time.Since(t0).Seconds() / float64(len(batch))
+		train := respond(models.Train, inputs, ns)
+		per := s.InputH * s.InputW
+		for k, it := range batch {
+			r := result{input: append([]float32(nil), inputs.Data()[k*per:(k+1)*per]...), train: train[k], seconds: secs}
+			if trace != nil {
+				r.energy = trace[k]
+			}
+			results[it.neuron][it.seed] = r
+			remaining[it.neuron]--
+			if progress != nil {
+				progress.Add(1)
+			}
+			if remaining[it.neuron] == 0 {
+				rec, err := finish(dev, dir, s, it.neuron, results[it.neuron], models)
+				if err != nil {
+					return Summary{}, err
+				}
+				done = append(done, rec)
+				delete(results, it.neuron)
+			}
+		}
+	}
+	sum := summarise(s.Method, done)
+	b, _ := json.MarshalIndent(sum, "", "  ")
+	if err := imageio.WriteFileAtomic(filepath.Join(dir, "summary.json"), b); err != nil {
+		return sum, err
+	}
+	return sum, nil
+}
+
+// finish picks the best seed of a neuron, evaluates it and writes its files.
+func finish(dev *tensor.Device, dir string, s Settings, neuron int, rs map[uint64]result, models ModelSet) (Record, error) {
+	seeds := make([]uint64, 0, len(rs))
+	for sd := range rs {
+		seeds = append(seeds, sd)
+	}
+	slices.Sort(seeds)
+	best := seeds[0]
+	rec := Record{Neuron: neuron, Method: s.Method, SeedTrain: map[string]float32{}, Activations: map[string]float32{},
+		Settings: s, Models: models.Files}
+	for _, sd := range seeds {
+		r := rs[sd]
+		rec.SeedTrain[fmt.Sprint(sd)] = r.train
+		rec.Seconds += r.seconds
+		if r.train > rs[best].train {
+			best = sd
+		}
+	}
+	b := rs[best]
+	rec.Seed = best
+	rec.Energy = b.energy
+	x := tensor.FromSlice(dev, b.input, 1, 1, s.InputH, s.InputW)
+	for _, role := range roles {
+		if m := models.byRole(role); m != nil {
+			rec.Activations[role] = respond(m, x, []int{neuron})[0]
+		}
+	}
+	base := fmt.Sprintf("neuron_%05d", neuron)
+	rec.Image, rec.Input = base+".png", base+".npy"
+	img, err := imageio.Image(b.input, 1, s.InputH, s.InputW, inputRange(b.input))
+	if err != nil {
+		return rec, err
+	}
+	if err := imageio.WritePNG(filepath.Join(dir, rec.Image), img); err != nil {
+		return rec, err
+	}
+	arr, err := npy.EncodeBytes(npy.Float32s(b.input, 1, 1, s.InputH, s.InputW))
+	if err != nil {
+		return rec, err
+	}
+	if err := imageio.WriteFileAtomic(filepath.Join(dir, rec.Input), arr); err != nil {
+		return rec, err
+	}
+	rec.Finished = time.Now().UTC()
+	j, _ := json.MarshalIndent(rec, "", "  ")
+	return rec, imageio.WriteFileAtomic(filepath.Join(dir, base+".json"), j)
+}
+
+// result is one (neuron, seed) outcome.
+type result struct {
+	input   []float32 // model input [1, H, W]
+	train   float32   // the driving model's response to it
+	seconds float64   // compute time
+	energy  []float32 // EGG: the energy at every step
+}
+
+// inputRange maps a model input symmetrically around 0 to gray levels, so that 0 is
+// mid-gray and the largest |value| is black or white.
+func inputRange(v []float32) imageio.Range {
+	m := float32(1e-6)
+	for _, x := range v {
+		m = max(m, float32(math.Abs(float64(x))))
+	}
+	return imageio.Range{Lo: -m, Hi: m}
+}
+
+// respond returns the response of sample k's neuron ns[k] to inputs x, without
+// gradients.
+func respond(m Model, x *tensor.Tensor, ns []int) []float32 {
+	r := m.Forward(x.Detach())
+	nn := r.Dim(1)
+	out := make([]float32, len(ns))
+	for k, n := range ns {
+		out[k] = r.Data()[k*nn+n]
+	}
+	return out
+}
+
+func runEGG(dev *tensor.Device, s Settings, p *Prior, tr energy.Transform, train Model, ns []int, rngs []*rand.Rand) (*tensor.Tensor, [][]float32, error) {
+	norm, err := guidance.ParseNorm(s.GradNorm)
+	if s.GradNorm == "" {
+		norm, err = guidance.PerSample, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	e := energy.Activation{Model: train, Transform: tr, Neurons: ns}
+	xT := guidance.Noise(dev, rngs, len(ns), p.Channels, p.Size, p.Size)
+	trace := make([][]float32, len(ns))
+	var panicErr error
+	res := func() (r guidance.Result) {
+		defer func() {
+			if v := recover(); v != nil {
+				panicErr = fmt.Errorf("mei: %v; try a smaller --scale", v)
+			}
+		}()
+		return guidance.Sample(p.Denoiser, p.Schedule, xT, e, rngs, guidance.Options{
+			Scale: s.Scale, Norm: norm,
+			Callback: func(st guidance.Step) {
+				for k, v := range st.Energy {
+					trace[k] = append(trace[k], v)
+				}
+			},
+		})
+	}()
+	if panicErr != nil {
+		return nil, nil, panicErr
+	}
+	return tr.Apply(res.X0).Detach(), trace, nil
+}
+
+func runGA(dev *tensor.Device, s Settings, train Model, ns []int, rngs []*rand.Rand) (*tensor.Tensor, error) {
+	cfg := ascent.Default()
+	if s.GA != nil {
+		cfg = *s.GA
+	}
+	x0 := guidance.Noise(dev, rngs, len(ns), 1, s.InputH, s.InputW)
+	obj := func(x *tensor.Tensor) *tensor.Tensor {
+		return energy.Activation{Model: train, Neurons: ns, Transform: energy.Transform{Height: s.InputH, Width: s.InputW}}.Responses(x)
+	}
+	res, err := ascent.Run(x0, obj, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	return res.Image, nil
+}
+
+func readRecord(dir string, neuron int) (Record, error) {
+	var r Record
+	b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("neuron_%05d.json", neuron)))
+	if err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, err
+	}
+	if r.Neuron != neuron {
+		return r, fmt.Errorf("mei: record of neuron %d holds neuron %d", neuron, r.Neuron)
+	}
+	return r, nil
+}
+
+func summarise(method string, recs []Record) Summary {
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Neuron < recs[j].Neuron })
+	s := Summary{Method: method, Neurons: len(recs), Median: map[string]float32{}, Mean: map[string]float32{}, Records: recs}
+	for _, role := range roles {
+		var v []float64
+		for _, r := range recs {
+			if a, ok := r.Activations[role]; ok {
+				v = append(v, float64(a))
+			}
+		}
+		if len(v) > 0 {
+			s.Median[role] = float32(median(v))
+			s.Mean[role] = float32(mean(v))
+		}
+	}
+	var secs []float64
+	for _, r := range recs {
+		secs = append(secs, r.Seconds/float64(max(1, len(r.SeedTrain))))
+	}
+	if len(secs) > 0 {
+		s.SecondsPerMEI = median(secs)
+	}
+	return s
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+func mean(v []float64) float64 {
+	s := 0.0
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}

@@ -1,0 +1,179 @@
+package mei
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"egg/adm"
+	"egg/ascent"
+	"egg/diffusion"
+	"egg/encoder"
+	"egg/tensor"
+)
+
+var dev = tensor.CPU(2)
+
+// tinyModel is a small random data-driven encoding model on 1x20x20 inputs.
+func tinyModel(t *testing.T, seed uint64) encoder.Model {
+	cfg, err := encoder.Preset("v4_data_driven")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Core.SE2d.HiddenChannels, cfg.Core.SE2d.Layers, cfg.Core.SE2d.InputKern = 8, 2, 5
+	cfg.Readout.Neurons, cfg.Readout.Attention.EmbedOutDim = 4, 8
+	cfg.InputShape = []int{1, 20, 20}
+	m, err := encoder.New(dev, cfg, rand.New(rand.NewPCG(seed, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func tinyPrior(t *testing.T) *Prior {
+	cfg := adm.Config{ImageSize: 16, InChannels: 1, OutChannels: 2, ModelChannels: 32, ChannelMult: []int{1, 1},
+		NumResBlocks: 1, AttentionResolutions: []int{2}, NumHeads: 1, NumHeadChannels: -1, NumHeadsUpsample: -1}
+	u, err := adm.New(dev, cfg, rand.New(rand.NewPCG(9, 9)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := diffusion.EGGLogVarianceClamp
+	s, err := diffusion.New(diffusion.Config{TimestepRespacing: "4", RescaleTimesteps: true, LogVarianceClamp: &c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Prior{Denoiser: u, Schedule: s, Channels: 1, Size: 16, Name: "tiny"}
+}
+
+type counter struct{ n int }
+
+// cancelAfter cancels a run once n units of work are done.
+type cancelAfter struct {
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Add(n int) {
+	if c.n -= n; c.n <= 0 {
+		c.cancel()
+	}
+}
+
+func (c *counter) Add(n int) { c.n += n }
+
+func TestRunRecordsAndResume(t *testing.T) {
+	models := ModelSet{Train: tinyModel(t, 1), Within: tinyModel(t, 2), Cross: tinyModel(t, 3)}
+	ga := ascent.Default()
+	ga.Iterations = 5
+	for _, method := range []string{"ga", "egg"} {
+		t.Run(method, func(t *testing.T) {
+			s := Settings{Method: method, Seeds: []uint64{0, 1}, BatchSize: 3, InputH: 20, InputW: 20, Norm: 5, Scale: 2, GA: &ga}
+			neurons := []int{0, 2, 3}
+			out := t.TempDir()
+			var prior *Prior
+			if method == "egg" {
+				prior = tinyPrior(t)
+			}
+			c := &counter{}
+			sum, err := Run(context.Background(), dev, s, neurons, models, prior, out, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Neurons != 3 || c.n != 6 {
+				t.Fatalf("summary of %d neurons, progress %d", sum.Neurons, c.n)
+			}
+			for _, role := range []string{"train", "within", "cross"} {
+				if _, ok := sum.Median[role]; !ok {
+					t.Fatalf("no median for %s", role)
+				}
+			}
+			for _, r := range sum.Records {
+				if r.Activations["train"] != r.SeedTrain[itoa(r.Seed)] {
+					t.Fatalf("neuron %d: kept seed %d's train activation %v differs from the record %v", r.Neuron, r.Seed, r.SeedTrain, r.Activations)
+				}
+				for _, v := range r.SeedTrain {
+					if v > r.Activations["train"] {
+						t.Fatalf("neuron %d: a better seed was not kept", r.Neuron)
+					}
+				}
+				for _, f := range []string{r.Image, r.Input} {
+					if _, err := os.Stat(filepath.Join(out, method, f)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if method == "egg" && len(r.Energy) != 4 {
+					t.Fatalf("energy trace of %d steps", len(r.Energy))
+				}
+			}
+			// A second run resumes: nothing is recomputed.
+			before := readAll(t, filepath.Join(out, method))
+			if _, err := Run(context.Background(), dev, s, neurons, models, prior, out, nil); err != nil {
+				t.Fatal(err)
+			}
+			if after := readAll(t, filepath.Join(out, method)); !reflect.DeepEqual(before, after) {
+				t.Fatal("a resumed run rewrote finished records")
+			}
+			// An interrupted run, resumed, gives the same records as an uninterrupted one.
+			out2 := t.TempDir()
+			ctx, cancel := context.WithCancel(context.Background())
+			stop := &cancelAfter{n: 3, cancel: cancel}
+			if _, err := Run(ctx, dev, s, neurons, models, prior, out2, stop); err == nil {
+				t.Fatal("cancelled run reported success")
+			}
+			if got := len(readAll(t, filepath.Join(out2, method))); got != 1 {
+				t.Fatalf("%d neurons finished before the interruption, want 1", got)
+			}
+			sum2, err := Run(context.Background(), dev, s, neurons, models, prior, out2, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range sum2.Records {
+				if r.Seed != sum.Records[i].Seed || !reflect.DeepEqual(r.Activations, sum.Records[i].Activations) {
+					t.Fatalf("neuron %d: %v vs %v", r.Neuron, r.Activations, sum.Records[i].Activations)
+				}
+			}
+		})
+	}
+}
+
+func itoa(v uint64) string { b, _ := json.Marshal(v); return string(b) }
+
+func readAll(t *testing.T, dir string) map[string]string {
+	m := map[string]string{}
+	files, _ := filepath.Glob(filepath.Join(dir, "neuron_*.json"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[filepath.Base(f)] = string(b)
+	}
+	return m
+}
+
+// A batch of neurons gives the same MEIs as one neuron at a time (per-sample
+// gradient normalisation and per-sample noise streams).
+func TestBatchIndependence(t *testing.T) {
+	models := ModelSet{Train: tinyModel(t, 1)}
+	prior := tinyPrior(t)
+	s := Settings{Method: "egg", Seeds: []uint64{4}, BatchSize: 3, InputH: 20, InputW: 20, Norm: 5, Scale: 2}
+	a, err := Run(context.Background(), dev, s, []int{0, 1, 2}, models, prior, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.BatchSize = 1
+	b, err := Run(context.Background(), dev, s, []int{0, 1, 2}, models, prior, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range a.Records {
+		x, y := a.Records[i].Activations["train"], b.Records[i].Activations["train"]
+		if d := x - y; d > 1e-4 || d < -1e-4 {
+			t.Fatalf("neuron %d: batch %v, alone %v", i, x, y)
+		}
+	}
+}
