@@ -125,9 +125,10 @@ type Summary struct {
 	Records       []Record           `json:"-"`
 }
 
-// Progress is told about each finished unit of work.
+// Progress is told about each finished unit of work (a neuron and seed); a
+// progressbar.ProgressBar is one.
 type Progress interface {
-	Add(n int)
+	Add(n int) error
 }
 
 // Run makes the MEIs of neurons with the settings s and writes them under out.

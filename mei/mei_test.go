@@ -57,13 +57,14 @@ type cancelAfter struct {
 	cancel func()
 }
 
-func (c *cancelAfter) Add(n int) {
+func (c *cancelAfter) Add(n int) error {
 	if c.n -= n; c.n <= 0 {
 		c.cancel()
 	}
+	return nil
 }
 
-func (c *counter) Add(n int) { c.n += n }
+func (c *counter) Add(n int) error { c.n += n; return nil }
 
 func TestRunRecordsAndResume(t *testing.T) {
 	models := ModelSet{Train: tinyModel(t, 1), Within: tinyModel(t, 2), Cross: tinyModel(t, 3)}

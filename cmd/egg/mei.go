@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"egg/ascent"
+	"egg/mei"
+	"egg/tensor"
+)
+
+// meiOptions are the flags of `egg mei`.
+type meiOptions struct {
+	method                     string
+	train, within, cross, truth string
+	neurons, seeds             string
+	scale                      float64
+	norm                       float32
+	gradNorm                   string
+	iterations                 int
+	lr, blur                   float64
+	batchSize                  int
+	out                        string
+	quiet                      bool
+	prior                      priorOptions
+}
+
+func newMEICmd(g *globalOptions) *cobra.Command {
+	o := &meiOptions{}
+	cmd := &cobra.Command{
+		Use:   "mei",
+		Short: "Make most exciting inputs (MEIs) for neurons, by EGG or gradient ascent",
+		Long: `mei makes the images that drive model neurons most, for one neuron or thousands.
+
+--method egg steers a diffusion model (--weights/--preset/--config) with the gradient of
+minus the neuron's response (energy-guided diffusion); --method ga runs gradient ascent on
+the model input as the sinzlab mei package does. Each neuron runs with every seed of
+--seeds; the image that drives the --train models most is kept and then scored by the
+--within, --cross and --truth models. Many neurons share a batch; each sample is an
+independent run (per-sample gradient normalisation and noise).
+
+Outputs in --out/<method>/: neuron_<id>.png (the model input), .npy (the same as an
+array), .json (activations, seeds, settings, hashes of every model file, time), and
+summary.json. Records are written last, atomically: a run that is interrupted resumes
+where it stopped, without recomputing finished neurons.
+
+Models are egg model files (safetensors with the architecture in their metadata); give
+several, comma-separated, for an ensemble (the mean of their outputs).
+
+Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
+		Example: `  egg mei --method ga --train m1.safetensors,m2.safetensors --within m3.safetensors --neurons 0-9 --out run/
+  egg mei --method egg --weights 256x256_diffusion_uncond.pt --preset 256x256_diffusion_uncond --train m1.safetensors --neurons 7 --scale 5`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runMEI(cmd.Context(), g, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.method, "method", "egg", "egg (energy-guided diffusion) or ga (gradient ascent)")
+	f.StringVar(&o.train, "train", "", "model file(s) that drive the MEIs (comma-separated: an ensemble)")
+	f.StringVar(&o.within, "within", "", "held-out model file(s) of the same architecture")
+	f.StringVar(&o.cross, "cross", "", "model file(s) of another architecture")
+	f.StringVar(&o.truth, "truth", "", "ground-truth model file(s), when known")
+	f.StringVar(&o.neurons, "neurons", "0", `neurons: "all", or indices and ranges like 0,3,5-9`)
+	f.StringVar(&o.seeds, "seeds", "0,1,2", "seeds; the best on the --train models is kept")
+	f.Float64Var(&o.scale, "scale", 5, "EGG energy scale (lambda)")
+	f.Float32Var(&o.norm, "norm", 25, "L2 norm of the model input")
+	f.StringVar(&o.gradNorm, "grad-norm", "sample", "EGG gradient normalisation: sample (independent runs) or batch (the reference's)")
+	f.IntVar(&o.iterations, "iterations", 1000, "GA iterations")
+	f.Float64Var(&o.lr, "lr", 10, "GA AdamW learning rate")
+	f.Float64Var(&o.blur, "blur", 1, "GA gradient blur sigma (0: none)")
+	f.IntVar(&o.batchSize, "batch-size", 8, "samples (neuron x seed) per batch")
+	f.StringVar(&o.out, "out", "meis", "output folder")
+	f.BoolVar(&o.quiet, "quiet", false, "no progress bar")
+	o.prior.addFlags(f, "100")
+	return cmd
+}
+
+func runMEI(ctx context.Context, g *globalOptions, o *meiOptions) error {
+	if o.method != "egg" && o.method != "ga" {
+		return usagef("--method %q: want egg or ga", o.method)
+	}
+	if o.train == "" {
+		return usagef("--train is required: the model file(s) whose neurons the MEIs drive")
+	}
+	seeds, err := parseSeeds(o.seeds)
+	if err != nil {
+		return err
+	}
+	dev := tensor.CPU(g.threads)
+	models := mei.ModelSet{Files: map[string][]mei.FileHash{}}
+	train, h, err := loadEnsemble(dev, o.train)
+	if err != nil {
+		return err
+	}
+	models.Train, models.Files["train"] = train, h
+	for _, r := range []struct {
+		name string
+		list string
+		dst  *mei.Model
+	}{{"within", o.within, &models.Within}, {"cross", o.cross, &models.Cross}, {"truth", o.truth, &models.Truth}} {
+		m, h, err := loadEnsemble(dev, r.list)
+		if err != nil {
+			return err
+		}
+		if m != nil {
+			if m.Neurons() != train.Neurons() {
+				return fmt.Errorf("the --%s models predict %d neurons, the --train models %d: they must describe the same neurons", r.name, m.Neurons(), train.Neurons())
+			}
+			*r.dst = m
+			models.Files[r.name] = h
+		}
+	}
+	neurons, err := parseNeurons(o.neurons, train.Neurons())
+	if err != nil {
+		return err
+	}
+	shape := train.Config().InputShape
+	if len(shape) != 3 {
+		shape = []int{1, 100, 100}
+	}
+	s := mei.Settings{Method: o.method, Seeds: seeds, BatchSize: o.batchSize, InputH: shape[1], InputW: shape[2], Norm: o.norm}
+	var prior *mei.Prior
+	if o.method == "egg" {
+		unet, sched, err := o.prior.load(dev, true)
+		if err != nil {
+			return err
+		}
+		prior = &mei.Prior{Denoiser: unet, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
+		s.Scale, s.GradNorm, s.Steps, s.PriorName = o.scale, o.gradNorm, sched.NumTimesteps, o.prior.weights
+		if h, err := hashFile(o.prior.weights); err == nil {
+			models.Files["prior"] = []mei.FileHash{{Path: o.prior.weights, SHA256: h}}
+		}
+	} else {
+		ga := ascent.Default()
+		ga.Iterations, ga.LR, ga.BlurSigma, ga.Norm = o.iterations, o.lr, o.blur, o.norm
+		s.GA = &ga
+	}
+	bar := progressbar.NewOptions(len(neurons)*len(seeds),
+		progressbar.OptionSetDescription(o.method+" MEIs"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("MEIs"), progressbar.OptionSetVisibility(!o.quiet), progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionThrottle(200*time.Millisecond))
+	sum, err := mei.Run(ctx, dev, s, neurons, models, prior, o.out, bar)
+	bar.Finish()
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(map[string]any{"method": sum.Method, "neurons": sum.Neurons, "median": sum.Median, "seconds_per_mei": sum.SecondsPerMEI})
+	fmt.Fprintf(os.Stderr, "\n%s\n", b)
+	return nil
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"egg/encoder"
+	"egg/mei"
+	"egg/tensor"
+)
+
+// loadEnsemble loads the comma-separated model files of one role as one model (an
+// ensemble when there are several) and hashes them for provenance.
+func loadEnsemble(dev *tensor.Device, list string) (encoder.Model, []mei.FileHash, error) {
+	var members []encoder.Model
+	var hashes []mei.FileHash
+	for _, p := range strings.Split(list, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		m, err := encoder.LoadOn(dev, p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("loading model %s: %w", p, err)
+		}
+		h, err := hashFile(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		members = append(members, m)
+		hashes = append(hashes, mei.FileHash{Path: p, SHA256: h})
+	}
+	switch len(members) {
+	case 0:
+		return nil, nil, nil
+	case 1:
+		return members[0], hashes, nil
+	}
+	e, err := encoder.NewEnsemble(members...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, hashes, nil
+}
+
+func hashFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hashing %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// parseNeurons reads "all", or a list of indices and ranges such as "0,3,5-9".
+func parseNeurons(spec string, total int) ([]int, error) {
+	if spec == "all" {
+		out := make([]int, total)
+		for i := range out {
+			out[i] = i
+		}
+		return out, nil
+	}
+	seen := map[int]bool{}
+	for _, part := range strings.Split(spec, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi := part, part
+		if i := strings.Index(part, "-"); i > 0 {
+			lo, hi = part[:i], part[i+1:]
+		}
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		if err1 != nil || err2 != nil || a < 0 || b < a {
+			return nil, usagef("--neurons %q: want \"all\" or indices and ranges like 0,3,5-9", spec)
+		}
+		if b >= total {
+			return nil, usagef("--neurons: neuron %d does not exist; the model has %d neurons (0-%d)", b, total, total-1)
+		}
+		for n := a; n <= b; n++ {
+			seen[n] = true
+		}
+	}
+	if len(seen) == 0 {
+		return nil, usagef("--neurons %q selects no neuron", spec)
+	}
+	out := make([]int, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Ints(out)
+	return out, nil
+}
+
+// parseSeeds reads a comma-separated list of seeds.
+func parseSeeds(spec string) ([]uint64, error) {
+	var out []uint64
+	for _, p := range strings.Split(spec, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		v, err := strconv.ParseUint(p, 10, 64)
+		if err != nil {
+			return nil, usagef("--seeds %q: want non-negative integers like 0,1,2", spec)
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, usagef("--seeds is empty")
+	}
+	return out, nil
+}
