@@ -124,6 +124,9 @@ func WriteFileAtomic(path string, data []byte) error {
 	if _, err := f.Write(data); err != nil {
 		return fail(err)
 	}
+	if err := f.Chmod(0o644); err != nil {
+		return fail(err)
+	}
 	if err := f.Sync(); err != nil {
 		return fail(err)
 	}

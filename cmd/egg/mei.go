@@ -17,18 +17,18 @@ import (
 
 // meiOptions are the flags of `egg mei`.
 type meiOptions struct {
-	method                     string
+	method                      string
 	train, within, cross, truth string
-	neurons, seeds             string
-	scale                      float64
-	norm                       float32
-	gradNorm                   string
-	iterations                 int
-	lr, blur                   float64
-	batchSize                  int
-	out                        string
-	quiet                      bool
-	prior                      priorOptions
+	neurons, seeds              string
+	scale                       float64
+	norm                        float32
+	gradNorm                    string
+	iterations                  int
+	lr, blur                    float64
+	batchSize                   int
+	out                         string
+	quiet                       bool
+	prior                       priorOptions
 }
 
 func newMEICmd(g *globalOptions) *cobra.Command {
