@@ -12,9 +12,9 @@ import (
 //	weights[b, n, s] = softmax over s of  sum_e q[n, e] k[b, e, s]
 //	out[b, n]        = sum_e f[n, e] sum_s weights[b, n, s] v[b, e, s]
 //
-// giving out [B, N] and the attention weights [B, N, S] (a constant: it has no
-// history). Any logit scale or temperature belongs in q. The softmax subtracts each
-// row's maximum, exponentiates in float32 (within 2 ulp) and sums in float64.
+// giving out [B, N] and the attention weights [B, N, S] (a constant without history,
+// which the backward pass reads: do not modify it). Any logit scale or temperature belongs in q. The softmax subtracts each
+// row's maximum and exponentiates in float32 as PyTorch does, and sums in float64.
 // Gradients flow to q, k, v and f; the backward pass skips neurons whose output
 // gradient is zero for an image (their contribution is exactly zero), so the
 // gradient of a few neurons costs a few rows. It panics on mismatched shapes.
@@ -178,8 +178,9 @@ func AttentionPool(q, k, v, f *Tensor) (out, weights *Tensor) {
 	return out, weights
 }
 
-// softmaxRowFast replaces the row x by its softmax: exponentials of x - max in
-// float32 (expf), their sum in float64.
+// softmaxRowFast replaces the row x by its softmax as PyTorch computes it: x - max
+// in float32, the exponentials with expSlice (SLEEF's expf on AVX2), their sum in
+// float64. NaNs and infinities propagate as in PyTorch.
 func softmaxRowFast(x []float32) {
 	m := x[0]
 	for _, v := range x[1:] {
@@ -187,18 +188,18 @@ func softmaxRowFast(x []float32) {
 			m = v
 		}
 	}
+	for i := range x {
+		x[i] -= m
+	}
+	expSlice(x, x)
 	var s0, s1 float64
 	i := 0
 	for ; i+2 <= len(x); i += 2 {
-		e0, e1 := expf(x[i]-m), expf(x[i+1]-m)
-		x[i], x[i+1] = e0, e1
-		s0 += float64(e0)
-		s1 += float64(e1)
+		s0 += float64(x[i])
+		s1 += float64(x[i+1])
 	}
-	for ; i < len(x); i++ {
-		e := expf(x[i] - m)
-		x[i] = e
-		s0 += float64(e)
+	if i < len(x) {
+		s0 += float64(x[i])
 	}
 	inv := float32(1 / (s0 + s1))
 	for j := range x {

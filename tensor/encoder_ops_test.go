@@ -100,3 +100,25 @@ func TestAttentionPoolShapes(t *testing.T) {
 	}()
 	AttentionPool(New(testDev, 3, 2), New(testDev, 1, 3, 5), New(testDev, 1, 3, 5), New(testDev, 3, 2))
 }
+
+func TestSoftmaxRowFastSpecial(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		row  []float32
+		nan  bool
+	}{
+		{"finite", []float32{1, 2, 3}, false},
+		{"nan", []float32{1, float32(math.NaN()), 3}, true},
+		{"inf", []float32{1, float32(math.Inf(1)), 3}, true},
+	} {
+		row := append([]float32(nil), tc.row...)
+		softmaxRowFast(row)
+		hasNaN := false
+		for _, v := range row {
+			hasNaN = hasNaN || v != v
+		}
+		if hasNaN != tc.nan {
+			t.Errorf("%s: softmax %v, NaN expected %v", tc.name, row, tc.nan)
+		}
+	}
+}

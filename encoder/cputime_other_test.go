@@ -1,0 +1,6 @@
+//go:build !unix
+
+package encoder
+
+// cpuSeconds is not available here.
+func cpuSeconds() float64 { return -1 }
