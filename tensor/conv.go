@@ -381,25 +381,41 @@ func (c *convGeom) depthwiseInputGrad(d *Device, gout, w, gx []float32) {
 			k := w[ch*c.kh*c.kw : (ch+1)*c.kh*c.kw]
 			for ky := 0; ky < c.kh; ky++ {
 				for kx := 0; kx < c.kw; kx++ {
-					wv := k[ky*c.kw+kx]
-					x0 := -c.p + kx*c.d
-					for oy := 0; oy < c.ho; oy++ {
-						iy := oy*c.s - c.p + ky*c.d
-						if iy < 0 || iy >= c.h {
-							continue
-						}
-						line := dst[iy*c.w : (iy+1)*c.w]
-						row := g[oy*c.wo : (oy+1)*c.wo]
-						for ox, v := range row {
-							if ix := ox*c.s + x0; ix >= 0 && ix < c.w {
-								line[ix] += wv * v
-							}
-						}
-					}
+					c.tapScatter(g, ky, kx, k[ky*c.kw+kx], dst)
 				}
 			}
 		}
 	})
+}
+
+// tapScatter adds wv times the output gradient to the input positions that tap
+// (ky, kx) read: the adjoint of tapAccum.
+func (c *convGeom) tapScatter(g []float32, ky, kx int, wv float32, dst []float32) {
+	x0 := -c.p + kx*c.d
+	for oy := 0; oy < c.ho; oy++ {
+		iy := oy*c.s - c.p + ky*c.d
+		if iy < 0 || iy >= c.h {
+			continue
+		}
+		line := dst[iy*c.w : (iy+1)*c.w]
+		row := g[oy*c.wo : (oy+1)*c.wo]
+		if c.s == 1 {
+			lo, hi := max(0, -x0), min(c.wo, c.w-x0)
+			if hi > lo {
+				l := line[lo+x0 : hi+x0]
+				r := row[lo:hi]
+				for j := range r {
+					l[j] += wv * r[j]
+				}
+			}
+			continue
+		}
+		for ox, v := range row {
+			if ix := ox*c.s + x0; ix >= 0 && ix < c.w {
+				line[ix] += wv * v
+			}
+		}
+	}
 }
 
 func (c *convGeom) depthwiseWeightGrad(d *Device, x, gout, gw []float32) {
@@ -421,9 +437,20 @@ func (c *convGeom) depthwiseWeightGrad(d *Device, x, gout, gw []float32) {
 							line := src[iy*c.w : (iy+1)*c.w]
 							row := g[oy*c.wo : (oy+1)*c.wo]
 							var acc float32
-							for ox, v := range row {
-								if ix := ox*c.s + x0; ix >= 0 && ix < c.w {
-									acc += v * line[ix]
+							if c.s == 1 {
+								lo, hi := max(0, -x0), min(c.wo, c.w-x0)
+								if hi > lo {
+									l := line[lo+x0 : hi+x0]
+									r := row[lo:hi]
+									for j := range r {
+										acc += r[j] * l[j]
+									}
+								}
+							} else {
+								for ox, v := range row {
+									if ix := ox*c.s + x0; ix >= 0 && ix < c.w {
+										acc += v * line[ix]
+									}
 								}
 							}
 							s += float64(acc)
