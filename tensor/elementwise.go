@@ -191,10 +191,14 @@ func AddScalar(x *Tensor, s float32) *Tensor {
 // Neg returns -x.
 func Neg(x *Tensor) *Tensor { return Scale(x, -1) }
 
-// Exp returns e^x.
+// Exp returns e^x, within 1 ulp (with AVX2 and FMA: SLEEF's expf, bit for bit
+// PyTorch's torch.exp; elsewhere Cephes' expf): +Inf above 88.72284, subnormal
+// (rounded, not flushed) below -87.3365 and 0 below -103.972.
 func Exp(x *Tensor) *Tensor {
-	return unary("Exp", x, expf,
-		func(_, y float32) float32 { return y })
+	out := mapSlices(x, expSlice)
+	return record(out, "Exp", []*Tensor{x}, func(g *Tensor) []*Tensor {
+		return []*Tensor{binaryRaw("Exp", g, out, mulKernel)} // d/dx e^x = e^x
+	})
 }
 
 // Log returns the natural logarithm of x.
@@ -255,31 +259,23 @@ func Clamp(x *Tensor, lo, hi float32) *Tensor {
 	})
 }
 
-// Sigmoid returns 1 / (1 + e^-x).
+// Sigmoid returns 1 / (1 + e^-x), as PyTorch computes it: 1 above 16.7, and 0 below
+// -88.73 where e^-x overflows (the exact value is below 3e-39 there).
 func Sigmoid(x *Tensor) *Tensor {
-	return unary("Sigmoid", x, sigmoidf, func(_, y float32) float32 { return y * (1 - y) })
+	out := mapSlices(x, sigmoidSlice)
+	return record(out, "Sigmoid", []*Tensor{x}, func(g *Tensor) []*Tensor {
+		return []*Tensor{zipSlices(out, g, sigmoidGradSlice)} // y (1 - y)
+	})
 }
 
-// SiLU returns x * sigmoid(x).
+// SiLU returns x * sigmoid(x), computed as x / (1 + e^-x) as PyTorch does: x itself
+// above 16.7, -0 below -88.73 where e^-x overflows (the exact value is above -3e-37
+// there), and NaN at -Inf like PyTorch.
 func SiLU(x *Tensor) *Tensor {
-	out := empty(x.dev, x.shape...)
-	x.dev.parallel(len(x.data), 16384, func(lo, hi int) {
-		o, in := out.data[lo:hi], x.data[lo:hi]
-		for i, v := range in {
-			o[i] = v / (1 + expf(-v))
-		}
-	})
+	out := mapSlices(x, siluSlice)
 	return record(out, "SiLU", []*Tensor{x}, func(g *Tensor) []*Tensor {
 		// d/dx x s(x) = s(x) (1 + x (1 - s(x)))
-		gx := empty(x.dev, x.shape...)
-		x.dev.parallel(len(gx.data), 16384, func(lo, hi int) {
-			o, in, gg := gx.data[lo:hi], x.data[lo:hi], g.data[lo:hi]
-			for i, v := range in {
-				s := 1 / (1 + expf(-v))
-				o[i] = gg[i] * s * (1 + v*(1-s))
-			}
-		})
-		return []*Tensor{gx}
+		return []*Tensor{zipSlices(x, g, siluGradSlice)}
 	})
 }
 
@@ -294,38 +290,29 @@ func ReLU(x *Tensor) *Tensor {
 		})
 }
 
-// ELU returns x for x > 0 and alpha*(e^x - 1) otherwise.
+// ELU returns x for x > 0 and alpha*(e^x - 1) otherwise, with e^x - 1 computed as
+// an expm1 (accurate near 0). Its gradient is 1 for x > 0 and alpha*e^x otherwise,
+// from x as PyTorch's elu_backward.
 func ELU(x *Tensor, alpha float32) *Tensor {
-	return unary("ELU", x, func(v float32) float32 {
-		if v > 0 {
-			return v
-		}
-		return alpha * float32(math.Expm1(float64(v)))
-	}, func(x, y float32) float32 {
-		if x > 0 {
-			return 1
-		}
-		return y + alpha
+	out := mapSlices(x, func(dst, src []float32) { eluSlice(dst, src, alpha) })
+	return record(out, "ELU", []*Tensor{x}, func(g *Tensor) []*Tensor {
+		return []*Tensor{zipSlices(x, g, func(dst, x, g []float32) { eluGradSlice(dst, x, g, alpha) })}
 	})
 }
 
-// Tanh returns the hyperbolic tangent of x.
+// Tanh returns the hyperbolic tangent of x: odd, within 3 ulp, ±1 beyond ±9.01.
 func Tanh(x *Tensor) *Tensor {
-	return unary("Tanh", x, func(v float32) float32 { return float32(math.Tanh(float64(v))) },
-		func(_, y float32) float32 { return 1 - y*y })
+	out := mapSlices(x, tanhSlice)
+	return record(out, "Tanh", []*Tensor{x}, func(g *Tensor) []*Tensor {
+		return []*Tensor{zipSlices(out, g, tanhGradSlice)} // 1 - y^2
+	})
 }
 
 // Softplus returns log(1 + e^x) (PyTorch's beta 1, threshold 20: x itself above 20).
+// Its gradient is sigmoid(x), which is 1 above 20 (in float32 from 16.7 on).
 func Softplus(x *Tensor) *Tensor {
-	return unary("Softplus", x, func(v float32) float32 {
-		if v > 20 {
-			return v
-		}
-		return float32(math.Log1p(math.Exp(float64(v))))
-	}, func(x, _ float32) float32 {
-		if x > 20 {
-			return 1
-		}
-		return sigmoidf(x)
+	out := mapSlices(x, softplusSlice)
+	return record(out, "Softplus", []*Tensor{x}, func(g *Tensor) []*Tensor {
+		return []*Tensor{zipSlices(x, g, mulSigmoidSlice)}
 	})
 }
