@@ -30,6 +30,7 @@ type convGeom struct {
 	cinG, coutG, kdim    int // channels per group, rows of the column matrix per group
 	hw, howo             int
 	pointwise, depthwise bool
+	oy0                  int // first output row, for a geometry restricted to a band of rows
 }
 
 func newConvGeom(x, w *Tensor, o ConvOpts) convGeom {
@@ -72,7 +73,7 @@ func (c *convGeom) im2col(x []float32, c0 int, cols []float32) {
 // every output position.
 func (c *convGeom) gatherRow(src []float32, ky, kx int, row []float32) {
 	for oy := 0; oy < c.ho; oy++ {
-		iy := oy*c.s - c.p + ky*c.d
+		iy := (oy+c.oy0)*c.s - c.p + ky*c.d
 		dst := row[oy*c.wo : (oy+1)*c.wo]
 		if iy < 0 || iy >= c.h {
 			clear(dst)
@@ -113,7 +114,7 @@ func (c *convGeom) col2im(cols []float32, c0 int, gx []float32) {
 			for kx := 0; kx < c.kw; kx++ {
 				row := cols[((ci*c.kh+ky)*c.kw+kx)*c.howo:][:c.howo]
 				for oy := 0; oy < c.ho; oy++ {
-					iy := oy*c.s - c.p + ky*c.d
+					iy := (oy+c.oy0)*c.s - c.p + ky*c.d
 					if iy < 0 || iy >= c.h {
 						continue
 					}
@@ -236,24 +237,53 @@ func (c *convGeom) perImage(d *Device, scratch int, f func(n int, serial bool, b
 	}
 }
 
-func (c *convGeom) forward(d *Device, x, w, out []float32) {
-	scratch := c.kdim * c.howo
-	if c.pointwise {
-		scratch = 1
+// colLimit bounds the column matrix (in floats, 32 MiB): larger convolutions run
+// in bands of output rows, so a 256-channel 256x256 layer does not need a 600 MB
+// buffer.
+const colLimit = 8 << 20
+
+// bands splits the output rows into geometries whose column matrices fit colLimit.
+func (c *convGeom) bands() []convGeom {
+	rows := max(1, colLimit/max(1, c.kdim*c.wo))
+	if rows >= c.ho {
+		return []convGeom{*c}
 	}
-	c.perImage(d, scratch, func(n int, serial bool, buf []float32) {
+	var out []convGeom
+	for oy := 0; oy < c.ho; oy += rows {
+		b := *c
+		b.oy0 = oy
+		b.ho = min(rows, c.ho-oy)
+		b.howo = b.ho * c.wo
+		out = append(out, b)
+	}
+	return out
+}
+
+// bandScratch is the largest column matrix of c's bands.
+func (c *convGeom) bandScratch() int {
+	if c.pointwise {
+		return 1
+	}
+	return c.kdim * c.bands()[0].howo
+}
+
+func (c *convGeom) forward(d *Device, x, w, out []float32) {
+	bands := c.bands()
+	c.perImage(d, c.bandScratch(), func(n int, serial bool, buf []float32) {
 		img := x[n*c.cin*c.hw : (n+1)*c.cin*c.hw]
 		for g := 0; g < c.g; g++ {
-			var cols []float32
-			if c.pointwise {
-				cols = img[g*c.cinG*c.hw : (g+1)*c.cinG*c.hw]
-			} else {
-				cols = buf[:scratch]
-				c.im2colPar(d, serial, img, g*c.cinG, cols)
-			}
 			wg := w[g*c.coutG*c.kdim : (g+1)*c.coutG*c.kdim]
 			o := out[(n*c.cout+g*c.coutG)*c.howo : (n*c.cout+(g+1)*c.coutG)*c.howo]
-			d.gemmInto(serial, false, false, c.coutG, c.howo, c.kdim, 1, wg, cols, 0, o)
+			if c.pointwise {
+				cols := img[g*c.cinG*c.hw : (g+1)*c.cinG*c.hw]
+				d.gemmInto(serial, false, false, c.coutG, c.howo, c.kdim, 1, wg, cols, 0, o)
+				continue
+			}
+			for _, b := range bands {
+				cols := buf[:c.kdim*b.howo]
+				b.im2colPar(d, serial, img, g*c.cinG, cols)
+				d.gemmLd(serial, false, false, c.coutG, b.howo, c.kdim, 1, wg, c.kdim, cols, b.howo, 0, o[b.oy0*c.wo:], c.howo)
+			}
 		}
 	})
 }
@@ -272,8 +302,8 @@ func (c *convGeom) im2colPar(d *Device, serial bool, img []float32, c0 int, cols
 }
 
 func (c *convGeom) inputGrad(d *Device, gout, w, gx []float32) {
-	scratch := c.kdim * c.howo
-	c.perImage(d, scratch, func(n int, serial bool, buf []float32) {
+	bands := c.bands()
+	c.perImage(d, c.bandScratch(), func(n int, serial bool, buf []float32) {
 		gimg := gx[n*c.cin*c.hw : (n+1)*c.cin*c.hw]
 		for g := 0; g < c.g; g++ {
 			wg := w[g*c.coutG*c.kdim : (g+1)*c.coutG*c.kdim]
@@ -284,15 +314,17 @@ func (c *convGeom) inputGrad(d *Device, gout, w, gx []float32) {
 				d.gemmInto(serial, true, false, c.kdim, c.howo, c.coutG, 1, wg, go_, 0, dst)
 				continue
 			}
-			cols := buf[:scratch]
-			d.gemmInto(serial, true, false, c.kdim, c.howo, c.coutG, 1, wg, go_, 0, cols)
-			if serial || c.cinG == 1 {
-				c.col2im(cols, g*c.cinG, gimg)
-			} else {
+			for _, b := range bands {
+				cols := buf[:c.kdim*b.howo]
+				d.gemmLd(serial, true, false, c.kdim, b.howo, c.coutG, 1, wg, c.kdim, go_[b.oy0*c.wo:], c.howo, 0, cols, b.howo)
+				if serial || c.cinG == 1 {
+					b.col2im(cols, g*c.cinG, gimg)
+					continue
+				}
 				d.parallel(c.cinG, 1, func(lo, hi int) {
-					sub := *c
+					sub := b
 					sub.cinG = hi - lo
-					sub.col2im(cols[lo*c.kh*c.kw*c.howo:], g*c.cinG+lo, gimg)
+					sub.col2im(cols[lo*c.kh*c.kw*b.howo:], g*c.cinG+lo, gimg)
 				})
 			}
 		}
@@ -300,26 +332,26 @@ func (c *convGeom) inputGrad(d *Device, gout, w, gx []float32) {
 }
 
 func (c *convGeom) weightGrad(d *Device, x, gout, gw []float32) {
-	scratch := c.kdim * c.howo
-	if c.pointwise {
-		scratch = 1
-	}
 	// Sequential over images (accumulating with beta = 1) and threaded GEMM.
+	scratch := c.bandScratch()
 	buf := d.scratch(scratch)
 	defer d.release(buf)
+	bands := c.bands()
 	for n := 0; n < c.n; n++ {
 		img := x[n*c.cin*c.hw : (n+1)*c.cin*c.hw]
 		for g := 0; g < c.g; g++ {
-			var cols []float32
-			if c.pointwise {
-				cols = img[g*c.cinG*c.hw : (g+1)*c.cinG*c.hw]
-			} else {
-				cols = buf[:scratch]
-				c.im2colPar(d, false, img, g*c.cinG, cols)
-			}
 			go_ := gout[(n*c.cout+g*c.coutG)*c.howo : (n*c.cout+(g+1)*c.coutG)*c.howo]
 			wg := gw[g*c.coutG*c.kdim : (g+1)*c.coutG*c.kdim]
-			d.gemmInto(false, false, true, c.coutG, c.kdim, c.howo, 1, go_, cols, 1, wg)
+			if c.pointwise {
+				cols := img[g*c.cinG*c.hw : (g+1)*c.cinG*c.hw]
+				d.gemmInto(false, false, true, c.coutG, c.kdim, c.howo, 1, go_, cols, 1, wg)
+				continue
+			}
+			for _, b := range bands {
+				cols := buf[:c.kdim*b.howo]
+				b.im2colPar(d, false, img, g*c.cinG, cols)
+				d.gemmLd(false, false, true, c.coutG, c.kdim, b.howo, 1, go_[b.oy0*c.wo:], c.howo, cols, b.howo, 1, wg, c.kdim)
+			}
 		}
 	}
 }

@@ -115,7 +115,7 @@ type bufferPool struct {
 	held int
 }
 
-const poolLimit = 1 << 30 // floats held at most (4 GiB)
+const poolLimit = 1 << 28 // floats held at most (1 GiB)
 
 func (p *bufferPool) get(n int) []float32 {
 	p.mu.Lock()

@@ -2,8 +2,8 @@ package tensor
 
 import "fmt"
 
-// gemmInto computes c = alpha*op(a)*op(b) + beta*c for row-major matrices, where a
-// is m x k (k x m when ta) and b is k x n (n x k when tb), on the device's GEMM.
+// gemmInto computes c = alpha*op(a)*op(b) + beta*c for contiguous row-major
+// matrices, where a is m x k (k x m when ta) and b is k x n (n x k when tb).
 func (d *Device) gemmInto(serial, ta, tb bool, m, n, k int, alpha float32, a, b []float32, beta float32, c []float32) {
 	lda, ldb := k, n
 	if ta {
@@ -12,8 +12,14 @@ func (d *Device) gemmInto(serial, ta, tb bool, m, n, k int, alpha float32, a, b 
 	if tb {
 		ldb = k
 	}
+	d.gemmLd(serial, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
+}
+
+// gemmLd is gemmInto with explicit row strides. Large products are split over the
+// device's goroutines unless serial.
+func (d *Device) gemmLd(serial, ta, tb bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if serial || d.threads == 1 || m*n*k < parallelGemmFMAs {
-		d.serial.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
+		d.serial.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 	// Split the larger of m and n into blocks that the device's goroutines take in
@@ -36,14 +42,14 @@ func (d *Device) gemmInto(serial, ta, tb bool, m, n, k int, alpha float32, a, b 
 			if tb {
 				bo = lo * ldb
 			}
-			d.serial.Sgemm(ta, tb, m, hi-lo, k, alpha, a, lda, b[bo:], ldb, beta, c[lo:], n)
+			d.serial.Sgemm(ta, tb, m, hi-lo, k, alpha, a, lda, b[bo:], ldb, beta, c[lo:], ldc)
 			return
 		}
 		ao := lo * lda // row lo of op(A)
 		if ta {
 			ao = lo
 		}
-		d.serial.Sgemm(ta, tb, hi-lo, n, k, alpha, a[ao:], lda, b, ldb, beta, c[lo*n:], n)
+		d.serial.Sgemm(ta, tb, hi-lo, n, k, alpha, a[ao:], lda, b, ldb, beta, c[lo*ldc:], ldc)
 	})
 }
 

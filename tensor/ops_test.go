@@ -283,3 +283,66 @@ func TestGradientSharingSiblings(t *testing.T) {
 		}
 	}
 }
+
+// Convolutions larger than the column-matrix limit run in bands of output rows; the
+// banded result must equal the naive convolution, and its gradients the finite
+// differences.
+func TestConv2DBands(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	// kdim = 64*9 = 576 and width 15000/... : make wo large enough that a band holds
+	// few rows: colLimit / (576 * wo) rows.
+	x := randT(rng, -1, 1, 1, 64, 40, 1000)
+	w := randT(rng, -0.1, 0.1, 3, 64, 3, 3)
+	c := newConvGeom(x, w, ConvOpts{Padding: 1}.norm())
+	if len(c.bands()) < 2 {
+		t.Fatalf("test geometry makes %d band(s)", len(c.bands()))
+	}
+	got := Conv2D(x, w, nil, ConvOpts{Padding: 1})
+	want := naiveConv(x, w, nil, ConvOpts{Padding: 1}.norm())
+	for i := range want {
+		if d := got.data[i] - want[i]; d > 1e-3 || d < -1e-3 {
+			t.Fatalf("element %d: %v, naive %v", i, got.data[i], want[i])
+		}
+	}
+	// Gradients against the naive adjoint: gx[ci,iy,ix] = sum r[co,oy,ox] w[co,ci,ky,kx]
+	// and gw[co,ci,ky,kx] = sum r[co,oy,ox] x[ci,iy,ix], with iy = oy - 1 + ky.
+	r := Randn(testDev, rng, got.shape...)
+	g := Grad(Conv2D(x, w, nil, ConvOpts{Padding: 1}), r, x, w)
+	H, W := 40, 1000
+	wantGX := make([]float64, len(x.data))
+	wantGW := make([]float64, len(w.data))
+	for co := 0; co < 3; co++ {
+		for ci := 0; ci < 64; ci++ {
+			for ky := 0; ky < 3; ky++ {
+				for kx := 0; kx < 3; kx++ {
+					wi := ((co*64+ci)*3+ky)*3 + kx
+					for oy := 0; oy < H; oy++ {
+						iy := oy - 1 + ky
+						if iy < 0 || iy >= H {
+							continue
+						}
+						for ox := 0; ox < W; ox++ {
+							ix := ox - 1 + kx
+							if ix < 0 || ix >= W {
+								continue
+							}
+							rv := float64(r.data[(co*H+oy)*W+ox])
+							wantGX[(ci*H+iy)*W+ix] += rv * float64(w.data[wi])
+							wantGW[wi] += rv * float64(x.data[(ci*H+iy)*W+ix])
+						}
+					}
+				}
+			}
+		}
+	}
+	for i, v := range wantGX {
+		if d := float64(g[0].data[i]) - v; d > 1e-3 || d < -1e-3 {
+			t.Fatalf("grad x %d: %v, naive %v", i, g[0].data[i], v)
+		}
+	}
+	for i, v := range wantGW {
+		if d := float64(g[1].data[i]) - v; d > 1e-2*max(1, v, -v) || d < -1e-2*max(1, v, -v) {
+			t.Fatalf("grad w %d: %v, naive %v", i, g[1].data[i], v)
+		}
+	}
+}

@@ -54,7 +54,7 @@ func mulSigmoidAVX2(dst, x, grad *float32, n int)
 func siluAVX2(dst, src *float32, n int)
 
 // siluGradAVX2 sets dst[i] = grad[i] * s * (1 + x[i] (1 - s)) with s = 1 / (1 + e^-x[i])
-// and 1 - s computed as e^-x[i] s for x[i] >= 0.
+// and 1 - s computed as min(e^-x[i], MaxFloat32) s.
 //
 //go:noescape
 func siluGradAVX2(dst, x, grad *float32, n int)

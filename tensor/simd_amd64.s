@@ -41,6 +41,7 @@ VEC8(bias, 0x0000007f)     // 127, the exponent bias
 VEC8(signbit, 0x80000000)
 VEC8(absmask, 0x7fffffff)
 VEC8(inf, 0x7f800000)
+VEC8(maxf, 0x7f7fffff)     // MaxFloat32
 VEC8(lg3, 0x3f2aaaab)      // 2/3
 VEC8(lg5, 0x3ecccccd)      // 2/5
 VEC8(lg7, 0x3e924925)      // 2/7
@@ -161,21 +162,21 @@ GLOBL tailmask<>(SB), RODATA|NOPTR, $64
 	VDIVPS Y3, Y0, Y1
 
 // g * s * (1 + x (1 - s)) with s = 1 / (1 + e^-x), as PyTorch's silu_backward but
-// with 1 - s = e^-x s for x >= 0 (VBLENDVPS on x's sign bit), which keeps the
-// small term x (1 - s) accurate where s rounds to 1.
+// with 1 - s = min(e^-x, MaxFloat32) s, which keeps the small term x (1 - s)
+// accurate where s rounds to 1 (the cap makes it 0, not NaN, where e^-x overflows
+// and s is 0).
 #define BODY_SILUGRAD \
-	VXORPS    signbit<>(SB), Y0, Y2; \
+	VXORPS  signbit<>(SB), Y0, Y2; \
 	EXPF(Y2, Y3, Y4, Y5, Y1); \
-	VADDPS    one<>(SB), Y3, Y2; \
-	VMOVUPS   one<>(SB), Y4; \
-	VDIVPS    Y2, Y4, Y2; \
-	VSUBPS    Y2, Y4, Y5; \
-	VMULPS    Y2, Y3, Y3; \
-	VBLENDVPS Y0, Y5, Y3, Y5; \
-	VMULPS    Y5, Y0, Y5; \
-	VADDPS    Y4, Y5, Y5; \
-	VMULPS    Y2, Y6, Y3; \
-	VMULPS    Y5, Y3, Y1
+	VADDPS  one<>(SB), Y3, Y2; \
+	VMOVUPS one<>(SB), Y4; \
+	VDIVPS  Y2, Y4, Y2; \
+	VMINPS  maxf<>(SB), Y3, Y3; \
+	VMULPS  Y2, Y3, Y3; \
+	VMULPS  Y3, Y0, Y5; \
+	VADDPS  Y4, Y5, Y5; \
+	VMULPS  Y2, Y6, Y3; \
+	VMULPS  Y5, Y3, Y1
 
 // x for x > 0, else alpha * expm1(x) (Y6 = alpha). The max and min put x second so
 // that a NaN passes through them.

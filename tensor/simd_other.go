@@ -58,11 +58,12 @@ func siluGradSliceGo(dst, x, g []float32) {
 	for i, v := range x {
 		e := expf(-v)
 		s := 1 / (1 + e)
-		d := e * s // 1 - s, without the cancellation where s rounds to 1
-		if v < 0 {
-			d = 1 - s // e may be +Inf
+		// 1 - s = e s, without the cancellation where s rounds to 1; e is capped so
+		// that the product is 0, not NaN, where e overflows (and s is 0).
+		if e > math.MaxFloat32 {
+			e = math.MaxFloat32
 		}
-		dst[i] = g[i] * s * (1 + v*d)
+		dst[i] = g[i] * s * (1 + v*(e*s))
 	}
 }
 

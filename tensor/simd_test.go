@@ -55,7 +55,7 @@ func expKernels() []expKernel {
 				s := sig(x)
 				// 1 + x(1-s) cancels near x = -1.28: measure against the terms' size.
 				return g * s * (1 + x*(1-s)), math.Abs(g*s) * (1 + math.Abs(x*(1-s)))
-			}, bound: 4, goBound: 4, floor: 3e-37},
+			}, bound: 4.5, goBound: 4.5, floor: 3e-37},
 		{name: "elu", fast: eluS, portable: eluG, lo: -20, hi: 2,
 			ref: same(func(x float64) float64 {
 				if x > 0 {
