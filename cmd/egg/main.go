@@ -9,8 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"os/signal"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 )
