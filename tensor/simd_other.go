@@ -4,11 +4,13 @@ import "math"
 
 // The element-wise kernels of the exp family (Exp, Sigmoid, SiLU, ELU, Tanh,
 // Softplus and their gradients) run over float32 slices through these variables.
-// Each starts as the portable Go loop of this file, which is what runs on other
-// architectures, in purego builds and on amd64 CPUs without AVX2 and FMA;
-// simd_amd64.go points them at AVX2/FMA assembly otherwise. A kernel writes
-// len(dst) results; its inputs must be at least that long, and dst may be one of
-// them (in place) but must not otherwise overlap them.
+// Each starts as the portable Go loop of this file (which has no build constraint),
+// and that is what runs on other architectures, in purego builds and on amd64 CPUs
+// without AVX2 and FMA; simd_amd64.go points them at AVX2/FMA assembly otherwise.
+// The ops call them on the chunks of Device.parallel. A kernel writes len(dst)
+// results; its inputs must be at least that long, and dst may be one of them (in
+// place) but must not otherwise overlap them. Either way an element's result does
+// not depend on its position, so it does not change with the chunking.
 //
 // The two implementations agree to within a few ulp, not bit for bit: the Go loops
 // use expf (Cephes) and float64 math, the assembly SLEEF's expf.
