@@ -8,7 +8,7 @@
 #   --count N              go test -count; report.py takes the median (default 1)
 #   --guided-diffusion P   openai/guided-diffusion checkout for egg_step
 #                          (default: $GUIDED_DIFFUSION)
-#   --big                  also egg_step_256 (PyTorch; Go if BenchmarkEGGStep256 exists)
+#   --big                  also egg_step_256 (PyTorch, and bench/egg256 for egg)
 #   --only LIST            PyTorch workloads to run (comma-separated, e.g.
 #                          conv_stack,attention_block; default all)
 #   --no-go / --no-torch   skip one side
@@ -79,6 +79,22 @@ if [[ $run_go == 1 ]]; then
     EGG_GEMM=go "${gotest[@]}" 2>&1 | tee "$go_purego" >&2 ||
       echo "# go test (pure Go) failed; continuing" >&2
   fi
+  # egg_step_256: bench/egg256 times one 256x256 guided step; its "guided step
+  # i: X s" lines become a BenchmarkEGGStep256/B1 line for report.py.
+  if [[ $big == 1 && -d $here/egg256 ]]; then
+    for mode in openblas purego; do
+      log=$out/egg256_$mode.txt
+      echo "# go run ./bench/egg256 ($mode)" >&2
+      if [[ $mode == openblas ]]; then
+        env -u EGG_GEMM go run ./bench/egg256 2>&1 | tee "$log" >&2
+      else
+        EGG_GEMM=go go run ./bench/egg256 2>&1 | tee "$log" >&2
+      fi
+      awk '/^guided step [0-9]+: [0-9.]+s$/ { s = $4; sub(/s$/, "", s); print s }' "$log" |
+        sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "BenchmarkEGGStep256/B1-2 \t1\t%.0f ns/op\n", v[int((NR + 1) / 2)] * 1e9 }' \
+        >> "$out/go_$mode.txt"
+    done
+  fi
 fi
 
 if [[ $run_torch == 1 ]]; then
@@ -92,4 +108,12 @@ if [[ $run_torch == 1 ]]; then
 fi
 
 echo
+if [[ $big == 1 ]]; then
+  for mode in openblas purego; do
+    [[ -f $out/egg256_$mode.txt ]] && sed -n "s/^peak RSS: /egg_step_256 egg ($mode) peak RSS: /p" "$out/egg256_$mode.txt"
+  done
+  [[ -f $torch_out ]] && sed -n 's/^egg_step_256.*peak_rss_kib=\([0-9]*\).*/\1/p' "$torch_out" |
+    awk '{ printf "egg_step_256 PyTorch peak RSS: %.2f GiB\n", $1 / 1048576 }'
+  echo
+fi
 "$python" "$here/report.py" --openblas "$go_openblas" --purego "$go_purego" --torch "$torch_out"

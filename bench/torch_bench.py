@@ -81,18 +81,26 @@ def log(msg):
 
 
 def time_case(fn, warmup, reps, min_reps, max_seconds):
-    """Median wall time of fn() in milliseconds (after warmup calls)."""
+    """Median and min wall ms, median CPU s and count of timed fn() calls."""
     for _ in range(warmup):
         fn()
-    times = []
+    times, cpu = [], []
     start = time.perf_counter()
     while len(times) < reps:
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         if len(times) >= min_reps and time.perf_counter() - start > max_seconds:
             break
-    return statistics.median(times) * 1e3, len(times)
+    return {
+        "ms": statistics.median(times) * 1e3,
+        "min_ms": min(times) * 1e3,
+        # CPU seconds of the whole process per call: inflated less than wall
+        # time by other work on the machine (Go's V4 benchmark reports cpu-s/op).
+        "cpu_s": statistics.median(cpu),
+        "reps": len(times),
+    }
 
 
 # --------------------------------------------------------------------------
@@ -498,10 +506,10 @@ def main():
         if w == "egg_step_256":
             continue
         for name, fn in builders[w]():
-            ms, n = time_case(fn, args.warmup, args.reps, args.min_reps, args.max_seconds)
-            results[name] = {"ms": ms, "reps": n}
+            res = time_case(fn, args.warmup, args.reps, args.min_reps, args.max_seconds)
+            results[name] = res
             if not args.json:
-                print(f"{name}\t{ms:.3f}", flush=True)
+                print(f"{name}\t{res['ms']:.3f}", flush=True)
 
     if args.big or "egg_step_256" in wanted:
         big = egg_step_256(args.guided_diffusion, args.big_steps, args.attn_checkpoint)
