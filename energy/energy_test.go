@@ -54,7 +54,9 @@ func TestEnergies(t *testing.T) {
 	target := tensor.FromSlice(dev, append([]float32(nil), r...), 3, 5)
 	cases := []struct {
 		name string
-		e    interface{ Energy(*tensor.Tensor) *tensor.Tensor }
+		e    interface {
+			Energy(*tensor.Tensor) *tensor.Tensor
+		}
 		want []float64
 	}{
 		{"activation", Activation{Model: m, Transform: tr, Neurons: []int{4, 0, 2}}, []float64{-float64(r[4]), -float64(r[5]), -float64(r[12])}},

@@ -110,7 +110,7 @@ type evaluationJSON struct {
 func loadModels(dev *tensor.Device, paths []string) (encoder.Model, error) {
 	var ms []encoder.Model
 	for i, p := range paths {
-		m, err := encoder.LoadOn(dev, p)
+		m, err := loadModel(dev, p)
 		if err != nil {
 			return nil, err
 		}

@@ -25,7 +25,7 @@ func loadEnsemble(dev *tensor.Device, list string) (encoder.Model, []mei.FileHas
 		if p == "" {
 			continue
 		}
-		m, err := encoder.LoadOn(dev, p)
+		m, err := loadModel(dev, p)
 		if err != nil {
 			return nil, nil, fmt.Errorf("loading model %s: %w", p, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"egg/checkpoint"
 	"egg/diffusion"
 	"egg/nn"
+	"egg/priortrain"
 	"egg/tensor"
 )
 
@@ -35,31 +36,51 @@ func (o *priorOptions) addFlags(f *pflag.FlagSet, defaultSteps string) {
 	f.BoolVar(&o.predictX0, "predict-xstart", false, "the model predicts x0 instead of epsilon")
 }
 
-// load builds the UNet and the respaced diffusion process.
+// load builds the UNet and the respaced diffusion process. Without --preset and
+// --config, the UNet comes from the weights file's metadata (egg.adm, written by egg
+// train-prior), and so do the defaults of --noise-schedule, --diffusion-steps and
+// --predict-xstart (egg.diffusion): a flag left at its default takes the file's value.
 func (o *priorOptions) load(dev *tensor.Device, eggClamp bool) (*adm.UNet, *diffusion.Schedule, error) {
 	if o.weights == "" {
-		return nil, nil, usagef("--weights is required (a guided-diffusion checkpoint)")
+		return nil, nil, usagef("--weights is required (a guided-diffusion checkpoint or an egg prior file)")
 	}
-	var cfg adm.Config
-	var err error
-	switch {
-	case o.preset != "" && o.configFile != "":
+	if o.preset != "" && o.configFile != "" {
 		return nil, nil, usagef("give --preset or --config, not both")
-	case o.preset != "":
-		cfg, err = adm.Preset(o.preset)
-	case o.configFile != "":
-		cfg, err = adm.LoadConfig(o.configFile)
-	default:
-		return nil, nil, usagef("give --preset NAME or --config FILE to describe the UNet of %s", o.weights)
-	}
-	if err != nil {
-		return nil, nil, err
 	}
 	r, err := checkpoint.Open(o.weights)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer r.Close()
+	po := *o // the options with the file's process defaults
+	var cfg adm.Config
+	switch {
+	case o.preset != "":
+		cfg, err = adm.Preset(o.preset)
+	case o.configFile != "":
+		cfg, err = adm.LoadConfig(o.configFile)
+	default:
+		mc, md, merr := priortrain.ReadMetadata(r.Metadata())
+		if merr != nil {
+			return nil, nil, fmt.Errorf("%s: %w", o.weights, merr)
+		}
+		if mc == nil {
+			return nil, nil, usagef("give --preset NAME or --config FILE to describe the UNet of %s (its file does not record one)", o.weights)
+		}
+		cfg = *mc
+		if md != nil {
+			if po.noiseSchedule == "linear" && md.NoiseSchedule != "" {
+				po.noiseSchedule = md.NoiseSchedule
+			}
+			if po.diffSteps == 1000 && md.Steps != 0 {
+				po.diffSteps = md.Steps
+			}
+			po.predictX0 = po.predictX0 || md.PredictXStart
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
 	unet, err := adm.New(dev, cfg, nil)
 	if err != nil {
 		return nil, nil, err
@@ -67,7 +88,7 @@ func (o *priorOptions) load(dev *tensor.Device, eggClamp bool) (*adm.UNet, *diff
 	if err := nn.Load(unet, r, nn.LoadOptions{}); err != nil {
 		return nil, nil, fmt.Errorf("loading %s: %w", o.weights, err)
 	}
-	s, err := o.schedule(cfg, eggClamp)
+	s, err := po.schedule(cfg, eggClamp)
 	return unet, s, err
 }
 
