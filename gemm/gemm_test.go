@@ -290,12 +290,20 @@ func TestNew(t *testing.T) {
 	if g := New(2); g.Name() != "go-avx2" && g.Name() != "go-generic" {
 		t.Errorf("EGG_GEMM=go: got %s", g.Name())
 	}
-	t.Setenv("EGG_GEMM", "")
-	g := New(0)
-	if _, err := NewOpenBLAS(0); err == nil && g.Name() != "openblas" {
-		t.Errorf("OpenBLAS loads but New returned %s", g.Name())
+	_, obErr := NewOpenBLAS(0)
+	t.Setenv("EGG_GEMM", "openblas")
+	if g := New(1); obErr == nil && g.Name() != "openblas" {
+		t.Errorf("EGG_GEMM=openblas and OpenBLAS loads, but New returned %s", g.Name())
 	}
-	t.Logf("New(0) = %s", g.Name())
+	t.Setenv("EGG_GEMM", "")
+	g := New(1)
+	switch {
+	case haveAVX2FMA && g.Name() != "go-avx2":
+		t.Errorf("AVX2/FMA present but New returned %s", g.Name())
+	case !haveAVX2FMA && obErr == nil && g.Name() != "openblas":
+		t.Errorf("no AVX2/FMA and OpenBLAS loads, but New returned %s", g.Name())
+	}
+	t.Logf("New(1) = %s", g.Name())
 }
 
 // TestManyGoroutines runs far more simultaneous calls than cores: OpenBLAS

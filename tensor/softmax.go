@@ -7,8 +7,9 @@ import "math"
 const softmaxBlock = 256
 
 // softmaxRaw computes softmax (log == false) or log-softmax over axis ax of x
-// without recording. x - max is computed in float32 as PyTorch does, the exponentials
-// in float64, the sum of exponentials accumulated in float64.
+// without recording. x - max is computed in float32 as PyTorch does and the sum of
+// exponentials accumulated in float64; the exponentials are float32 (SLEEF's expf)
+// along the last axis and float64 otherwise.
 func softmaxRaw(x *Tensor, ax int, log bool) *Tensor {
 	outer, n, inner := splitAt(x.shape, ax)
 	out := empty(x.dev, x.shape...)
@@ -18,7 +19,13 @@ func softmaxRaw(x *Tensor, ax int, log bool) *Tensor {
 	if inner == 1 {
 		x.dev.parallel(outer, max(1, 4096/n), func(lo, hi int) {
 			for o := lo; o < hi; o++ {
-				softmaxRow(out.data[o*n:(o+1)*n], x.data[o*n:(o+1)*n], log)
+				if log {
+					softmaxRow(out.data[o*n:(o+1)*n], x.data[o*n:(o+1)*n], log)
+					continue
+				}
+				// The vectorised exponentials (SLEEF's expf, as PyTorch's CPU kernel).
+				copy(out.data[o*n:(o+1)*n], x.data[o*n:(o+1)*n])
+				softmaxRowFast(out.data[o*n : (o+1)*n])
 			}
 		})
 		return out
@@ -132,12 +139,13 @@ func Softmax(x *Tensor, ax int) *Tensor {
 	ax = axis(ax, len(x.shape), "Softmax")
 	outer, n, inner := splitAt(x.shape, ax)
 	out := softmaxRaw(x, ax, false)
+	dev, shape := x.dev, x.shape
 	// y_i = e^x_i / sum_j e^x_j:  dy_i/dx_k = y_i (delta_ik - y_k), so
 	//   dx_k = sum_i g_i y_i (delta_ik - y_k) = y_k (g_k - sum_i g_i y_i).
 	return record(out, "Softmax", []*Tensor{x}, func(g *Tensor) []*Tensor {
-		dots := rowDots(x.dev, g.data, out.data, outer, n, inner)
-		gx := empty(x.dev, x.shape...)
-		x.dev.parallel(outer, max(1, 8192/max(n*inner, 1)), func(lo, hi int) {
+		dots := rowDots(dev, g.data, out.data, outer, n, inner)
+		gx := empty(dev, shape...)
+		dev.parallel(outer, max(1, 8192/max(n*inner, 1)), func(lo, hi int) {
 			for o := lo; o < hi; o++ {
 				d := dots[o*inner : (o+1)*inner]
 				for r := 0; r < n; r++ {
