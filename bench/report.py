@@ -2,7 +2,7 @@
 """Join egg's Go benchmark output with the PyTorch baselines into one table.
 
 Reads the raw output of `go test -bench` for each GEMM path (openblas, i.e.
-EGG_GEMM unset, and pure Go, EGG_GEMM=go) and the TSV lines of
+EGG_GEMM=openblas, and pure Go, EGG_GEMM=go) and the TSV lines of
 bench/torch_bench.py, and prints a Markdown table:
 
   workload | egg ms (openblas) | egg ms (pure-Go) | PyTorch ms | egg/PyTorch (openblas) | egg/PyTorch (pure-Go)
@@ -145,7 +145,7 @@ def table(openblas, purego, torch):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--openblas", help="go test -bench output with EGG_GEMM unset")
+    ap.add_argument("--openblas", help="go test -bench output with EGG_GEMM=openblas")
     ap.add_argument("--purego", help="go test -bench output with EGG_GEMM=go")
     ap.add_argument("--torch", help="bench/torch_bench.py output (TSV or --json)")
     args = ap.parse_args()

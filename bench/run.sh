@@ -72,8 +72,8 @@ if [[ $run_go == 1 ]]; then
     echo "# go benchmarks in: ${pkgs[*]}" >&2
     gotest=(go test -run '^$' -bench "$bench_re" -benchtime "$benchtime" -count "$count"
       -timeout 0 "${pkgs[@]}")
-    echo "# EGG_GEMM unset (openblas): ${gotest[*]}" >&2
-    env -u EGG_GEMM "${gotest[@]}" 2>&1 | tee "$go_openblas" >&2 ||
+    echo "# EGG_GEMM=openblas: ${gotest[*]}" >&2
+    EGG_GEMM=openblas "${gotest[@]}" 2>&1 | tee "$go_openblas" >&2 ||
       echo "# go test (openblas) failed; continuing" >&2
     echo "# EGG_GEMM=go (pure Go)" >&2
     EGG_GEMM=go "${gotest[@]}" 2>&1 | tee "$go_purego" >&2 ||
@@ -86,7 +86,7 @@ if [[ $run_go == 1 ]]; then
       log=$out/egg256_$mode.txt
       echo "# go run ./bench/egg256 ($mode)" >&2
       if [[ $mode == openblas ]]; then
-        env -u EGG_GEMM go run ./bench/egg256 2>&1 | tee "$log" >&2
+        EGG_GEMM=openblas go run ./bench/egg256 2>&1 | tee "$log" >&2
       else
         EGG_GEMM=go go run ./bench/egg256 2>&1 | tee "$log" >&2
       fi
