@@ -25,7 +25,11 @@ func priorConfig(size, channels int) adm.Config {
 		NumHeads: 1, NumHeadChannels: 32, NumHeadsUpsample: -1, UseScaleShiftNorm: true, ResblockUpdown: true}
 }
 
-// candidates are the prior sizes the benchmarks time.
+// candidates are the prior sizes (image size, model channels) the benchmarks time:
+//
+//	go test ./priortrain -run '^$' -bench Prior -benchtime 3x
+//
+// egg train-prior's default flags make the first, on a 32x32 pool.
 var candidates = []struct{ size, ch int }{{32, 32}, {32, 64}, {64, 32}, {64, 64}}
 
 // flopCounter is a GEMM that counts the floating-point operations it does, so that

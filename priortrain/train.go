@@ -284,14 +284,16 @@ func Run(ctx context.Context, dev *tensor.Device, cfg adm.Config, d Diffusion, p
 			o.Progress(Progress{Step: t.step, Steps: o.Steps, Last: last, Recent: win.summary(), StepsPerSec: rate})
 		}
 	}
-	checkpoint := func() error {
+	// checkpoint logs the losses since the last checkpoint, scores the validation
+	// images (unless interrupted) and writes the checkpoint.
+	checkpoint := func(interrupted bool) error {
 		if win.steps > 0 {
 			t.last = win.summary()
 		}
 		res.Last = t.last
 		res.Validation = nil
 		note := ""
-		if len(t.val) > 0 {
+		if len(t.val) > 0 && !interrupted {
 			v := t.validate()
 			res.Validation = &v
 			note = fmt.Sprintf(", validation loss (EMA) %.5f", v)
@@ -313,7 +315,7 @@ func Run(ctx context.Context, dev *tensor.Device, cfg adm.Config, d Diffusion, p
 		if err := ctx.Err(); err != nil {
 			where := "no checkpoint was written"
 			if o.Checkpoint != "" {
-				if cerr := checkpoint(); cerr != nil {
+				if cerr := checkpoint(true); cerr != nil {
 					where = fmt.Sprintf("the checkpoint could not be written (%v)", cerr)
 				} else {
 					where = fmt.Sprintf("%s holds step %d: rerun with --resume to continue", o.Checkpoint, t.step)
@@ -327,7 +329,7 @@ func Run(ctx context.Context, dev *tensor.Device, cfg adm.Config, d Diffusion, p
 		}
 		report(last)
 		if o.CheckpointEvery > 0 && t.step%o.CheckpointEvery == 0 && t.step < o.Steps {
-			if err := checkpoint(); err != nil {
+			if err := checkpoint(false); err != nil {
 				return nil, err
 			}
 		}
@@ -336,7 +338,7 @@ func Run(ctx context.Context, dev *tensor.Device, cfg adm.Config, d Diffusion, p
 			break
 		}
 	}
-	if err := checkpoint(); err != nil {
+	if err := checkpoint(false); err != nil {
 		return nil, err
 	}
 	res.Step = t.step
