@@ -92,37 +92,15 @@ func runMEI(ctx context.Context, g *globalOptions, o *meiOptions) error {
 		return err
 	}
 	dev := tensor.CPU(g.threads)
-	models := mei.ModelSet{Files: map[string][]mei.FileHash{}}
-	train, h, err := loadEnsemble(dev, o.train)
+	models, train, err := loadModelSet(dev, o.train, o.within, o.cross, o.truth)
 	if err != nil {
 		return err
-	}
-	models.Train, models.Files["train"] = train, h
-	for _, r := range []struct {
-		name string
-		list string
-		dst  *mei.Model
-	}{{"within", o.within, &models.Within}, {"cross", o.cross, &models.Cross}, {"truth", o.truth, &models.Truth}} {
-		m, h, err := loadEnsemble(dev, r.list)
-		if err != nil {
-			return err
-		}
-		if m != nil {
-			if m.Neurons() != train.Neurons() {
-				return fmt.Errorf("the --%s models predict %d neurons, the --train models %d: they must describe the same neurons", r.name, m.Neurons(), train.Neurons())
-			}
-			*r.dst = m
-			models.Files[r.name] = h
-		}
 	}
 	neurons, err := parseNeurons(o.neurons, train.Neurons())
 	if err != nil {
 		return err
 	}
-	shape := train.Config().InputShape
-	if len(shape) != 3 {
-		shape = []int{1, 100, 100}
-	}
+	shape := inputShape(train)
 	s := mei.Settings{Method: o.method, Seeds: seeds, BatchSize: o.batchSize, InputH: shape[1], InputW: shape[2], Norm: o.norm}
 	var prior *mei.Prior
 	if o.method == "egg" {

@@ -49,6 +49,49 @@ func loadEnsemble(dev *tensor.Device, list string) (encoder.Model, []mei.FileHas
 	return e, hashes, nil
 }
 
+// loadModelSet loads the models of each role (comma-separated file lists; train is
+// required, the others may be empty), checks that they describe the same neurons, and
+// records the files' hashes. It returns the set and the training model.
+func loadModelSet(dev *tensor.Device, train, within, cross, truth string) (mei.ModelSet, encoder.Model, error) {
+	models := mei.ModelSet{Files: map[string][]mei.FileHash{}}
+	tm, h, err := loadEnsemble(dev, train)
+	if err != nil {
+		return models, nil, err
+	}
+	if tm == nil {
+		return models, nil, usagef("--train names no model file")
+	}
+	models.Train, models.Files["train"] = tm, h
+	for _, r := range []struct {
+		name string
+		list string
+		dst  *mei.Model
+	}{{"within", within, &models.Within}, {"cross", cross, &models.Cross}, {"truth", truth, &models.Truth}} {
+		m, h, err := loadEnsemble(dev, r.list)
+		if err != nil {
+			return models, nil, err
+		}
+		if m == nil {
+			continue
+		}
+		if m.Neurons() != tm.Neurons() {
+			return models, nil, fmt.Errorf("the --%s models predict %d neurons, the --train models %d: they must describe the same neurons", r.name, m.Neurons(), tm.Neurons())
+		}
+		*r.dst = m
+		models.Files[r.name] = h
+	}
+	return models, tm, nil
+}
+
+// inputShape returns a model's input [C, H, W], or the paper's [1, 100, 100] when its
+// configuration does not say.
+func inputShape(m encoder.Model) []int {
+	if s := m.Config().InputShape; len(s) == 3 {
+		return s
+	}
+	return []int{1, 100, 100}
+}
+
 func hashFile(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
