@@ -61,7 +61,7 @@ Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
 	root.PersistentFlags().IntVarP(&g.threads, "threads", "j", 0, "CPU threads to use (0: all cores)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newSampleCmd(g), newMEICmd(g), newImportCmd(g), newCompareCmd(), newReportCmd())
-	root.AddCommand(newTrainCmd(g), newEvaluateCmd(g), newPoolCmd(g), newTrainPriorCmd(g), newSimulateCmd(g), newMENICmd(g))
+	root.AddCommand(newTrainCmd(g), newEvaluateCmd(g), newPoolCmd(g), newTrainPriorCmd(g), newSimulateCmd(g), newMENICmd(g), newReconstructCmd(g))
 	return root
 }
 

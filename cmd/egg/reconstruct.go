@@ -1,0 +1,328 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"egg/dataset"
+	"egg/encoder"
+	"egg/mei"
+	"egg/npy"
+	"egg/recon"
+	"egg/tensor"
+)
+
+// reconstructOptions are the flags of `egg reconstruct`.
+type reconstructOptions struct {
+	train, within, cross string
+	targets              string // .npz with an images array
+	data, tier           string
+	images               string
+	recorded             bool
+	scale                float64 // 0: 2 for model responses, 1 for recorded ones
+	norm                 float32
+	clip                 string
+	gdSteps              int
+	gdLR, gdBlur         float64
+	batchSize            int
+	seed                 uint64
+	out                  string
+	quiet                bool
+	prior                priorOptions
+	stdout               io.Writer
+}
+
+func newReconstructCmd(g *globalOptions) *cobra.Command {
+	o := &reconstructOptions{}
+	cmd := &cobra.Command{
+		Use:   "reconstruct",
+		Short: "Reconstruct images from responses by EGG and by gradient descent",
+		Long: `reconstruct finds images whose predicted responses match target responses
+(egg-method.md sections 4, 5 and 7), by EGG and by a gradient-descent baseline.
+
+Targets: the images of --targets (an .npz with an "images" array, [N, H, W] or
+[N, C, H, W], in pixel units) or the trials of --tier of the data set --data, picked
+by --images (positions among them, like 0-7). Pixels are z-scored with the --train
+model's input normalisation. The target responses are the --train model's responses
+to them (scale 2 by default) or, with --recorded (needs --data), the recorded
+responses of those trials (scale 1 by default; neurons not recorded in every chosen
+trial are left out).
+
+EGG: guided diffusion with the energy mean_j (r_j(x) - target_j)^2 on the --train
+model, per-sample gradient normalisation, --steps respaced steps; the model input is
+the last x0 prediction resized, L2 norm --norm, clipped to --clip.
+GD: AdamW on the model input from noise (--gd-lr, up to --gd-steps), the image
+blurred (--gd-blur) and rescaled to norm --norm after every step; it stops once its
+--train loss is below EGG's for that target.
+
+Both are scored by the response distance (mean squared difference to the target
+responses) on the --train, --within and --cross models. Outputs in --out:
+target_<id>.png (target | EGG | GD), target_<id>_{target,egg,gd}.npy, target_<id>.json
+and summary.json (medians per method and role). Finished targets are not recomputed.
+
+Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
+		Example: `  egg reconstruct --train m1.safetensors --within m2.safetensors --cross r1.safetensors \
+      --data data.npz --tier test --images 0-7 --weights prior.safetensors --out recon/`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runReconstruct(cmd.Context(), g, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.train, "train", "", "model file(s) whose responses are matched (comma-separated: an ensemble)")
+	f.StringVar(&o.within, "within", "", "held-out model file(s) of the same architecture")
+	f.StringVar(&o.cross, "cross", "", "model file(s) of another architecture")
+	f.StringVar(&o.targets, "targets", "", `target images: an .npz file with an "images" array`)
+	f.StringVar(&o.data, "data", "", "data set (.npz or static folder) whose trials are the targets")
+	f.StringVar(&o.tier, "tier", "test", "tier of --data the targets come from")
+	f.StringVar(&o.images, "images", "0-7", `targets: "all", or positions and ranges like 0,3,5-9`)
+	f.BoolVar(&o.recorded, "recorded", false, "match the recorded responses of --data (else the --train model's responses)")
+	f.Float64Var(&o.scale, "scale", 0, "EGG energy scale (default 2, or 1 with --recorded)")
+	f.Float32Var(&o.norm, "norm", 60, "L2 norm of the model input (EGG before the clip, and GD)")
+	f.StringVar(&o.clip, "clip", "-1.7,1.9", `clip range of the EGG model input, "lo,hi" or "none"`)
+	f.IntVar(&o.gdSteps, "gd-steps", 5000, "GD steps at most")
+	f.Float64Var(&o.gdLR, "gd-lr", 0.05, "GD AdamW learning rate")
+	f.Float64Var(&o.gdBlur, "gd-blur", 1, "GD image blur sigma after each step (0: none)")
+	f.IntVar(&o.batchSize, "batch-size", 8, "targets per batch")
+	f.Uint64Var(&o.seed, "seed", 0, "seed of the noise")
+	f.StringVar(&o.out, "out", "reconstruct", "output folder")
+	f.BoolVar(&o.quiet, "quiet", false, "no progress bar")
+	o.prior.addFlags(f, "1000")
+	return cmd
+}
+
+// parseClip reads "lo,hi" (lo < hi) or "none".
+func parseClip(s string) (lo, hi float32, err error) {
+	if s == "" || s == "none" {
+		return 0, 0, nil
+	}
+	a, b, ok := strings.Cut(s, ",")
+	x, err1 := strconv.ParseFloat(strings.TrimSpace(a), 32)
+	y, err2 := strconv.ParseFloat(strings.TrimSpace(b), 32)
+	if !ok || err1 != nil || err2 != nil || !(x < y) {
+		return 0, 0, usagef("--clip %q: want lo,hi with lo < hi (like -1.7,1.9) or none", s)
+	}
+	return float32(x), float32(y), nil
+}
+
+func runReconstruct(ctx context.Context, g *globalOptions, o *reconstructOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	stdout := o.stdout
+	if stdout == nil {
+		stdout = os.Stdout
+	}
+	if o.train == "" {
+		return usagef("--train is required: the model file(s) whose responses are matched")
+	}
+	if (o.targets == "") == (o.data == "") {
+		return usagef("give --targets images.npz or --data D (with --tier), not both and not neither")
+	}
+	if o.recorded && o.data == "" {
+		return usagef("--recorded needs --data: the recorded responses come from the data set")
+	}
+	if !(o.norm > 0) {
+		return usagef("--norm %v: want a positive norm", o.norm)
+	}
+	if o.gdSteps < 0 || !(o.gdLR > 0) {
+		return usagef("--gd-steps %d, --gd-lr %v: want steps >= 0 and a positive learning rate", o.gdSteps, o.gdLR)
+	}
+	if o.scale < 0 {
+		return usagef("--scale %v: want a positive scale", o.scale)
+	}
+	lo, hi, err := parseClip(o.clip)
+	if err != nil {
+		return err
+	}
+	scale := o.scale
+	if scale == 0 {
+		scale = 2
+		if o.recorded {
+			scale = 1
+		}
+	}
+	dev := tensor.CPU(g.threads)
+	set, train, err := loadModelSet(dev, o.train, o.within, o.cross, "")
+	if err != nil {
+		return err
+	}
+	models := recon.Models{Train: set.Train, Within: set.Within, Cross: set.Cross, Files: set.Files}
+	shape := inputShape(train)
+	ih, iw := shape[1], shape[2]
+	targets, source, err := loadReconTargets(dev, o, train, ih, iw)
+	if err != nil {
+		return err
+	}
+	unet, sched, err := o.prior.load(dev, true)
+	if err != nil {
+		return err
+	}
+	prior := &recon.Prior{Denoiser: unet, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
+	if h, err := hashFile(o.prior.weights); err == nil {
+		models.Files["prior"] = []mei.FileHash{{Path: o.prior.weights, SHA256: h}}
+	}
+	gd := recon.DefaultGD()
+	gd.MaxSteps, gd.LR, gd.BlurSigma, gd.Norm = o.gdSteps, o.gdLR, o.gdBlur, o.norm
+	s := recon.Settings{Source: source, Recorded: o.recorded, Scale: scale, Steps: sched.NumTimesteps, Norm: o.norm,
+		ClipLo: lo, ClipHi: hi, PriorName: o.prior.weights, Seed: o.seed, BatchSize: max(1, o.batchSize),
+		InputH: ih, InputW: iw, GD: gd}
+	bar := progressbar.NewOptions(len(targets.IDs),
+		progressbar.OptionSetDescription("reconstructions"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("targets"), progressbar.OptionSetVisibility(!o.quiet), progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionThrottle(200*time.Millisecond))
+	sum, err := recon.Run(ctx, s, targets, models, prior, o.out, bar)
+	bar.Finish()
+	if !o.quiet {
+		fmt.Fprintln(os.Stderr)
+	}
+	if err != nil {
+		return err
+	}
+	printReconTable(stdout, sum)
+	return nil
+}
+
+// loadReconTargets reads the target images (as model inputs) and their target
+// responses.
+func loadReconTargets(dev *tensor.Device, o *reconstructOptions, train encoder.Model, ih, iw int) (recon.Targets, string, error) {
+	var t recon.Targets
+	var pixels []float32
+	var n, c, h, w int
+	var d *dataset.Dataset
+	var trials []int
+	var source string
+	if o.targets != "" {
+		arrs, err := npy.ReadNPZ(o.targets)
+		if err != nil {
+			return t, "", err
+		}
+		a, ok := arrs["images"]
+		if !ok {
+			return t, "", fmt.Errorf("%s has no \"images\" array", o.targets)
+		}
+		switch len(a.Shape) {
+		case 3:
+			n, c, h, w = a.Shape[0], 1, a.Shape[1], a.Shape[2]
+		case 4:
+			n, c, h, w = a.Shape[0], a.Shape[1], a.Shape[2], a.Shape[3]
+		default:
+			return t, "", fmt.Errorf("%s: images of shape %v; want [N, H, W] or [N, C, H, W]", o.targets, a.Shape)
+		}
+		if pixels, err = a.Float32(); err != nil {
+			return t, "", fmt.Errorf("%s: %w", o.targets, err)
+		}
+		source = o.targets
+	} else {
+		var err error
+		d, err = dataset.Load(o.data, func(f string, a ...any) {
+			if !o.quiet {
+				fmt.Fprintf(os.Stderr, f+"\n", a...)
+			}
+		})
+		if err != nil {
+			return t, "", err
+		}
+		trials = d.Indices(o.tier)
+		if len(trials) == 0 {
+			return t, "", usagef("--tier %q: %s has no trials of that tier", o.tier, o.data)
+		}
+		if d.Neurons != train.Neurons() {
+			return t, "", fmt.Errorf("the --train models predict %d neurons but %s has %d; use the data set the models were trained on", train.Neurons(), o.data, d.Neurons)
+		}
+		n, c, h, w = len(trials), d.C, d.H, d.W
+		pixels = make([]float32, 0, n*d.ImageLen())
+		for _, i := range trials {
+			pixels = append(pixels, d.Image(i)...)
+		}
+		source = o.data + ":" + o.tier
+	}
+	if n == 0 {
+		return t, "", usagef("no target images in %s", source)
+	}
+	pick, err := parseNeurons(o.images, n)
+	if err != nil {
+		return t, "", usagef("--images %q: want \"all\" or positions and ranges like 0-7 among the %d target images", o.images, n)
+	}
+	per := c * h * w
+	sel := make([]float32, 0, len(pick)*per)
+	for _, p := range pick {
+		sel = append(sel, pixels[p*per:(p+1)*per]...)
+	}
+	x := tensor.FromSlice(dev, sel, len(pick), c, h, w)
+	if c != 1 {
+		x = tensor.Mean(x, true, 1)
+	}
+	if h != ih || w != iw {
+		x = tensor.ResizeBilinear(x, ih, iw, false)
+	}
+	x = train.Config().Standardize(x).Detach()
+	t.IDs, t.Images = pick, x
+	if !o.recorded {
+		t.Responses = train.Forward(x).Detach()
+		return t, source, nil
+	}
+	nn := d.Neurons
+	resp := make([]float32, 0, len(pick)*nn)
+	var keep []int
+	for j := 0; j < nn; j++ {
+		ok := true
+		for _, p := range pick {
+			i := trials[p]
+			v := d.Responses[i*nn+j]
+			if math.IsNaN(float64(v)) || (d.Mask != nil && !d.Mask[i*nn+j]) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			keep = append(keep, j)
+		}
+	}
+	if len(keep) == 0 {
+		return t, "", fmt.Errorf("no neuron of %s is recorded in every chosen trial", o.data)
+	}
+	for _, p := range pick {
+		i := trials[p]
+		for j := 0; j < nn; j++ {
+			v := d.Responses[i*nn+j]
+			if math.IsNaN(float64(v)) {
+				v = 0 // left out by Neurons
+			}
+			resp = append(resp, v)
+		}
+	}
+	t.Responses = tensor.FromSlice(dev, resp, len(pick), nn)
+	if len(keep) < nn {
+		t.Neurons = keep
+	}
+	return t, source, nil
+}
+
+// printReconTable prints the median distances per method (rows) and role (columns).
+func printReconTable(w io.Writer, s recon.Summary) {
+	fmt.Fprintf(w, "median response distance over %d targets (GD stopped early for %d; median %g GD steps)\n", s.Targets, s.GDStopped, s.MedianSteps)
+	fmt.Fprintf(w, "%-8s", "")
+	for _, r := range recon.Roles {
+		fmt.Fprintf(w, " %10s", r)
+	}
+	fmt.Fprintln(w)
+	for _, m := range recon.Methods {
+		fmt.Fprintf(w, "%-8s", m)
+		for _, r := range recon.Roles {
+			if v, ok := s.Median[m][r]; ok {
+				fmt.Fprintf(w, " %10.4g", v)
+			} else {
+				fmt.Fprintf(w, " %10s", "-")
+			}
+		}
+		fmt.Fprintln(w)
+	}
+}
