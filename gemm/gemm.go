@@ -31,8 +31,8 @@ type Impl interface {
 //   - EGG_GEMM=openblas forces OpenBLAS (falling back to pure Go, with the reason,
 //     when the library does not load);
 //   - otherwise the pure-Go implementation when the CPU has AVX2 and FMA (its
-//     assembly kernel measured 1-4x faster than Debian's OpenBLAS 0.3.21 on the
-//     engine's shapes, single-threaded calls), else OpenBLAS when it loads, else the
+//     assembly kernel measured as fast as or up to 4x faster than Debian's
+//     OpenBLAS 0.3.21 on the engine's shapes, single-threaded calls), else OpenBLAS when it loads, else the
 //     portable pure-Go kernel.
 //
 // threads is the number of cores to use per call (<= 0 means runtime.NumCPU()).
