@@ -3,16 +3,14 @@ package priortrain
 import (
 	"archive/zip"
 	"bufio"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
 
+	"egg/checkpoint"
 	"egg/npy"
 )
 
@@ -61,7 +59,7 @@ func LoadPool(path string) (*Pool, error) {
 	fail := func(format string, a ...any) (*Pool, error) {
 		return nil, fmt.Errorf("priortrain: pool %s: "+format, append([]any{path}, a...)...)
 	}
-	sum, err := fileSHA256(path)
+	sum, err := checkpoint.FileSHA256(path)
 	if err != nil {
 		return nil, fmt.Errorf("priortrain: %w", err)
 	}
@@ -124,19 +122,6 @@ func LoadPool(path string) (*Pool, error) {
 		return fail("has %d tiers for %d images", len(p.Tiers), p.N)
 	}
 	return p, nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("reading %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 var (

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"egg/checkpoint"
 	"egg/encoder"
 	"egg/tensor"
 )
@@ -122,7 +123,7 @@ func runImport(_ context.Context, g *globalOptions, o *importOptions) error {
 	if err := encoder.LoadParts(m.(*encoder.Encoder), parts...); err != nil {
 		return err
 	}
-	h, err := hashFile(o.weights)
+	h, err := checkpoint.FileSHA256(o.weights)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"egg/ascent"
+	"egg/checkpoint"
 	"egg/mei"
 	"egg/tensor"
 )
@@ -110,7 +111,7 @@ func runMEI(ctx context.Context, g *globalOptions, o *meiOptions) error {
 		}
 		prior = &mei.Prior{Denoiser: unet, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
 		s.Scale, s.GradNorm, s.Steps, s.PriorName = o.scale, o.gradNorm, sched.NumTimesteps, o.prior.weights
-		if h, err := hashFile(o.prior.weights); err == nil {
+		if h, err := checkpoint.FileSHA256(o.prior.weights); err == nil {
 			models.Files["prior"] = []mei.FileHash{{Path: o.prior.weights, SHA256: h}}
 		}
 	} else {

@@ -15,6 +15,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"egg/checkpoint"
 	"egg/imageio"
 	"egg/mei"
 	"egg/pool"
@@ -183,7 +184,7 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 		return err
 	}
 	prior := &mei.Prior{Denoiser: unet, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
-	if h, err := hashFile(o.prior.weights); err == nil {
+	if h, err := checkpoint.FileSHA256(o.prior.weights); err == nil {
 		models.Files["prior"] = []mei.FileHash{{Path: o.prior.weights, SHA256: h}}
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {

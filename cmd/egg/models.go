@@ -1,15 +1,12 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
 
+	"egg/checkpoint"
 	"egg/encoder"
 	"egg/mei"
 	"egg/tensor"
@@ -29,7 +26,7 @@ func loadEnsemble(dev *tensor.Device, list string) (encoder.Model, []mei.FileHas
 		if err != nil {
 			return nil, nil, fmt.Errorf("loading model %s: %w", p, err)
 		}
-		h, err := hashFile(p)
+		h, err := checkpoint.FileSHA256(p)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -90,19 +87,6 @@ func inputShape(m encoder.Model) []int {
 		return s
 	}
 	return []int{1, 100, 100}
-}
-
-func hashFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hashing %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // parseNeurons reads "all", or a list of indices and ranges such as "0,3,5-9".

@@ -13,6 +13,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"egg/checkpoint"
 	"egg/dataset"
 	"egg/encoder"
 	"egg/mei"
@@ -166,7 +167,7 @@ func runReconstruct(ctx context.Context, g *globalOptions, o *reconstructOptions
 		return err
 	}
 	prior := &recon.Prior{Denoiser: unet, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
-	if h, err := hashFile(o.prior.weights); err == nil {
+	if h, err := checkpoint.FileSHA256(o.prior.weights); err == nil {
 		models.Files["prior"] = []mei.FileHash{{Path: o.prior.weights, SHA256: h}}
 	}
 	gd := recon.DefaultGD()
