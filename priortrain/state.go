@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"reflect"
-	"strconv"
 	"strings"
 
 	"egg/checkpoint"
+	"egg/internal/jsonfloat"
 	"egg/optim"
 )
 
@@ -24,35 +23,8 @@ const StateKey = "egg.train-prior"
 // stateVersion changes when the checkpoint layout does.
 const stateVersion = 1
 
-// f64 is a float64 that survives JSON exactly, NaN and infinities included (as the
-// strings "NaN", "+Inf", "-Inf").
-type f64 float64
-
-// MarshalJSON implements json.Marshaler.
-func (f f64) MarshalJSON() ([]byte, error) {
-	v := float64(f)
-	s := strconv.FormatFloat(v, 'g', -1, 64)
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return json.Marshal(s)
-	}
-	return []byte(s), nil
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (f *f64) UnmarshalJSON(b []byte) error {
-	s := string(b)
-	if len(b) > 0 && b[0] == '"' {
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return fmt.Errorf("priortrain: %s is not a number", b)
-	}
-	*f = f64(v)
-	return nil
-}
+// f64 is a float64 that survives JSON exactly (checkpoints restore bit for bit).
+type f64 = jsonfloat.Exact
 
 // settings are the options a resumed run must share with its checkpoint.
 type settings struct {
