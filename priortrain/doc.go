@@ -26,7 +26,9 @@
 // constant learning rate, or one annealed linearly to 0 at Options.LRAnnealSteps.
 // After every step the exponential moving average of the weights is updated,
 // ema = rate ema + (1 - rate) w, starting from the initial weights; the EMA weights
-// are the trained model. As in guided-diffusion, the last convolution of every
+// are the trained model. Options.EMAWarmup caps the rate of step k at
+// (1 + k) / (10 + k), so that short runs do not keep a share of the random initial
+// weights (guided-diffusion has no warm-up; egg train-prior turns it on by default). As in guided-diffusion, the last convolution of every
 // residual block, the output projection of every attention block and the UNet's
 // output convolution start at zero (ZeroInit); everything else has PyTorch's default
 // initialisation drawn from the seed.

@@ -48,6 +48,7 @@ type Provenance struct {
 	LRAnnealSteps  int      `json:"lr_anneal_steps"`  // 0: constant learning rate
 	WeightDecay    float64  `json:"weight_decay"`     // AdamW's decoupled weight decay
 	EMA            float64  `json:"ema"`              // EMA rate of the weights
+	EMAWarmup      bool     `json:"ema_warmup"`       // the rate was capped at (1+k)/(10+k) at step k (in the last piece of a resumed run)
 	Seed           uint64   `json:"seed"`             // random seed
 	Flip           bool     `json:"flip"`             // random left-right flips
 	Pool           string   `json:"pool"`             // the pool file's name as given

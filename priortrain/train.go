@@ -22,8 +22,15 @@ type Options struct {
 	LRAnnealSteps int     // 0: constant learning rate; else LR (1 - step/LRAnnealSteps)
 	WeightDecay   float64 // AdamW's decoupled weight decay
 	EMA           float64 // rate of the exponential moving average of the weights, in [0, 1)
-	Seed          uint64  // initial weights, image order, flips, timesteps and noise
-	Flip          bool    // flip each image left-right with probability 1/2
+	// EMAWarmup caps the EMA rate of step k (0-based) at (1 + k) / (10 + k), so
+	// that the initial weights fade from the average within the first thousands of
+	// steps, as in TensorFlow's ExponentialMovingAverage with num_updates. Without it
+	// (guided-diffusion's rule) the average still holds 0.999^k of the random initial
+	// weights after k steps: a third after 1000 steps at rate 0.999. Like Steps, it
+	// may differ when resuming, so a run started without it can turn it on.
+	EMAWarmup bool
+	Seed      uint64 // initial weights, image order, flips, timesteps and noise
+	Flip      bool   // flip each image left-right with probability 1/2
 
 	// Checkpoint is the file written (atomically) every CheckpointEvery steps (0:
 	// only at the end), at the end, at the time limit and on interruption; "" writes
@@ -142,7 +149,7 @@ type Result struct {
 // Provenance returns the record of how r was trained, for WriteModel.
 func (r *Result) Provenance(pool *Pool, o Options, threads int) *Provenance {
 	return &Provenance{Command: "egg train-prior", Steps: r.Step, BatchSize: o.BatchSize, LR: o.LR, LRAnnealSteps: o.LRAnnealSteps,
-		WeightDecay: o.WeightDecay, EMA: o.EMA, Seed: o.Seed, Flip: o.Flip, Pool: pool.Path, PoolSHA256: pool.SHA256,
+		WeightDecay: o.WeightDecay, EMA: o.EMA, EMAWarmup: o.EMAWarmup, Seed: o.Seed, Flip: o.Flip, Pool: pool.Path, PoolSHA256: pool.SHA256,
 		TrainImages: r.TrainImages, Loss: r.Last.Loss, MSE: r.Last.MSE, VB: r.Last.VB, ValidationLoss: r.Validation,
 		Seconds: r.Seconds, Threads: threads}
 }
@@ -498,10 +505,14 @@ func (t *trainer) trainStep(w *window) (Window, error) {
 }
 
 // updateEMA sets ema = rate ema + (1 - rate) w for every parameter (guided-diffusion's
-// update_ema).
+// update_ema), with the rate capped at (1 + k) / (10 + k) at step k under EMAWarmup.
 func (t *trainer) updateEMA() {
-	rate := float32(t.o.EMA)
-	one := float32(1 - t.o.EMA)
+	r := t.o.EMA
+	if t.o.EMAWarmup {
+		r = min(r, float64(1+t.step)/float64(10+t.step))
+	}
+	rate := float32(r)
+	one := float32(1 - r)
 	for i, e := range t.entries {
 		dst, src := t.emaEntries[i].T.Data(), e.T.Data()
 		for j, v := range src {

@@ -12,6 +12,7 @@ import (
 
 	"egg/adm"
 	"egg/checkpoint"
+	"egg/nn"
 	"egg/npy"
 	"egg/tensor"
 )
@@ -334,5 +335,43 @@ func TestModelMetadata(t *testing.T) {
 	}
 	if c, d, err := ReadMetadata(nil); c != nil || d != nil || err != nil {
 		t.Errorf("no metadata: %v %v %v", c, d, err)
+	}
+}
+
+// TestEMAWarmup checks the EMA rule: without warm-up the first step keeps rate x the
+// initial weights; with it, the first step's rate is capped at 1/10.
+func TestEMAWarmup(t *testing.T) {
+	pool, err := LoadPool(writePool(t, t.TempDir(), 16, 4, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		warmup bool
+		rate   float32 // the rate of step 0
+	}{{false, 0.9}, {true, 0.1}} {
+		o := tinyOptions(1)
+		o.CheckpointEvery, o.Validation, o.EMAWarmup = 0, 0, c.warmup
+		init, err := NewUNet(testDev, tinyConfig(), o.Seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Run(context.Background(), testDev, tinyConfig(), tinyDiffusion, pool, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, raw, ema := nn.StateDict(init), nn.StateDict(res.Raw), nn.StateDict(res.Model)
+		var worst float64
+		moved := false
+		for i := range in {
+			a, w, e := in[i].T.Data(), raw[i].T.Data(), ema[i].T.Data()
+			for j := range a {
+				want := a[j]*c.rate + w[j]*(1-c.rate)
+				worst = math.Max(worst, math.Abs(float64(e[j]-want)))
+				moved = moved || a[j] != w[j]
+			}
+		}
+		if !moved || worst > 1e-6 {
+			t.Errorf("warmup %v: EMA after one step differs from %g init + %g raw by %g (weights moved: %v)", c.warmup, c.rate, 1-c.rate, worst, moved)
+		}
 	}
 }

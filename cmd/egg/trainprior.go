@@ -128,6 +128,7 @@ interrupted, 2 on a usage error.`,
 	f.IntVar(&o.train.LRAnnealSteps, "lr-anneal-steps", 0, "anneal the learning rate linearly to 0 at this step (0: constant)")
 	f.Float64Var(&o.train.WeightDecay, "weight-decay", def.WeightDecay, "AdamW's decoupled weight decay")
 	f.Float64Var(&o.train.EMA, "ema", def.EMA, "EMA rate of the weights (the EMA is the trained prior; 0.999 suits runs under ~50k steps)")
+	f.BoolVar(&o.train.EMAWarmup, "ema-warmup", true, "cap the EMA rate of step k at (1+k)/(10+k) so the random initial weights fade quickly (guided-diffusion has no warm-up: --ema-warmup=false); may be turned on when resuming")
 	f.Uint64Var(&o.train.Seed, "seed", def.Seed, "random seed (initial weights, image order, flips, timesteps, noise)")
 	f.BoolVar(&o.train.Flip, "flip", def.Flip, "flip images left-right at random")
 	f.StringVar(&o.train.Checkpoint, "checkpoint", "", "checkpoint file (default: --out with .checkpoint.safetensors)")
