@@ -95,6 +95,9 @@ type Settings struct {
 	GradNorm  string  `json:"grad_norm,omitempty"` // "sample" (default) or "batch"
 	Steps     int     `json:"steps,omitempty"`     // respaced diffusion steps
 	PriorName string  `json:"prior,omitempty"`
+	// ClipX0 says that the prior's x0 prediction was clipped to [-1, 1] at every step
+	// (guided-diffusion's clip_denoised; the caller wraps the denoiser).
+	ClipX0 bool `json:"clip_x0,omitempty"`
 	// GA
 	GA *ascent.Config `json:"ga,omitempty"`
 }

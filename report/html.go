@@ -38,8 +38,9 @@ func Write(dir, out string) (string, error) {
 
 // Render writes the HTML report of r to w: the run's settings and model files, a
 // summary table per method, the EGG-GA comparison when the run has both, and a row per
-// neuron with its MEIs, activations and EGG energy trace. It reads the MEIs' PNG files
-// from the method folders; a missing image is noted in its place.
+// neuron with its MEIs, its most exciting natural images when the run has them (with
+// the activations of the best one), activations and EGG energy trace. It reads the
+// PNG files from the run's subfolders; a missing image is noted in its place.
 func Render(w io.Writer, r *Run) error {
 	p := page{Dir: r.Dir, Title: "egg report: " + filepath.Base(filepath.Clean(r.Dir))}
 	var all []*Method
@@ -74,7 +75,12 @@ func Render(w io.Writer, r *Run) error {
 			p.Comparison = cv
 		}
 	}
-	p.Neurons, p.EnergyMethods = neuronRows(all, p.Roles)
+	p.ActColumns = p.MethodNames
+	if r.Natural != nil {
+		p.Natural = summariseNatural(r.Natural, p.Roles)
+		p.ActColumns = append(slices.Clone(p.MethodNames), "natural")
+	}
+	p.Neurons, p.EnergyMethods = neuronRows(all, r.Natural, p.Roles)
 	if err := pageTemplate.Execute(w, p); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
@@ -93,6 +99,19 @@ type page struct {
 	Neurons      []neuronView
 	// EnergyMethods names the methods with energy traces (EGG), one column each.
 	EnergyMethods []string
+	// Natural summarises the natural images; nil when the run has none.
+	Natural *naturalSummary
+	// ActColumns heads the columns of each neuron's activation table: the methods,
+	// then "natural" when the run has natural images.
+	ActColumns []string
+}
+
+// naturalSummary is the population summary of the best natural image per neuron.
+type naturalSummary struct {
+	Neurons      int
+	Top          int      // images per neuron (the most any record holds)
+	Norm         string   // L2 norm of their model inputs
+	Median, Mean []string // per page role, of each neuron's best image
 }
 
 type methodView struct {
@@ -115,9 +134,12 @@ type compareView struct {
 
 type neuronView struct {
 	Neuron int
-	Images []imageView     // per method
-	Acts   []actRow        // per role
-	Energy []template.HTML // per method, empty where it has no trace
+	Images []imageView // per method
+	// Natural is the row of the neuron's most exciting natural images, best first;
+	// nil when the run has no natural images.
+	Natural *imageView
+	Acts    []actRow        // per role
+	Energy  []template.HTML // per method, empty where it has no trace
 }
 
 type imageView struct {
@@ -194,9 +216,40 @@ func summarise(m *Method, roles []string) methodView {
 	return v
 }
 
-// neuronRows gives one row per neuron that any method has, in ascending order, and the
-// names of the methods with energy traces.
-func neuronRows(ms []*Method, roles []string) ([]neuronView, []string) {
+// summariseNatural gives the medians and means over neurons of the activations of
+// each neuron's best natural image (the first hit, best on the training models).
+func summariseNatural(nat *Natural, roles []string) *naturalSummary {
+	v := &naturalSummary{Neurons: len(nat.Records)}
+	norms := map[float32]bool{}
+	for _, rec := range nat.Records {
+		v.Top = max(v.Top, len(rec.Hits))
+		norms[rec.Norm] = true
+	}
+	var ns []string
+	for n := range norms {
+		ns = append(ns, num(float64(n)))
+	}
+	slices.Sort(ns)
+	v.Norm = strings.Join(ns, ", ")
+	for _, role := range roles {
+		var a []float64
+		for _, rec := range nat.Records {
+			if len(rec.Hits) == 0 {
+				continue
+			}
+			if x, ok := rec.Hits[0].Activations[role]; ok {
+				a = append(a, float64(x))
+			}
+		}
+		v.Median = append(v.Median, num(stats.Median(a)))
+		v.Mean = append(v.Mean, num(stats.Mean(a)))
+	}
+	return v
+}
+
+// neuronRows gives one row per neuron that any method (or the natural images) has, in
+// ascending order, and the names of the methods with energy traces.
+func neuronRows(ms []*Method, nat *Natural, roles []string) ([]neuronView, []string) {
 	var energy []int // indices of the methods with energy traces
 	for i, m := range ms {
 		for _, rec := range m.Records {
@@ -215,11 +268,32 @@ func neuronRows(ms []*Method, roles []string) ([]neuronView, []string) {
 			ids = append(ids, rec.Neuron)
 		}
 	}
+	natByNeuron := map[int]mei.NaturalRecord{}
+	if nat != nil {
+		for _, rec := range nat.Records {
+			natByNeuron[rec.Neuron] = rec
+			ids = append(ids, rec.Neuron)
+		}
+	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	var rows []neuronView
 	for _, id := range ids {
 		row := neuronView{Neuron: id}
+		if nat != nil {
+			rec, ok := natByNeuron[id]
+			iv := imageView{Method: "natural", Present: ok}
+			if ok {
+				iv.Src, iv.Note = embedPNG(nat.imagePath(rec))
+				if iv.Note == "" && len(rec.Hits) > 0 {
+					iv.Note = fmt.Sprintf("best first; best: %s", rec.Hits[0].Source)
+					if rec.Hits[0].Source == "" {
+						iv.Note = fmt.Sprintf("best first; best: pool patch %d", rec.Hits[0].Index)
+					}
+				}
+			}
+			row.Natural = &iv
+		}
 		for i, m := range ms {
 			rec, ok := byMethod[i][id]
 			iv := imageView{Method: m.Name, Present: ok}
@@ -244,6 +318,15 @@ func neuronRows(ms []*Method, roles []string) ([]neuronView, []string) {
 				s := ""
 				if rec, ok := byMethod[i][id]; ok {
 					if x, ok := rec.Activations[role]; ok {
+						s = num(float64(x))
+					}
+				}
+				ar.Values = append(ar.Values, s)
+			}
+			if nat != nil {
+				s := ""
+				if rec, ok := natByNeuron[id]; ok && len(rec.Hits) > 0 {
+					if x, ok := rec.Hits[0].Activations[role]; ok {
 						s = num(float64(x))
 					}
 				}
@@ -331,6 +414,7 @@ table.acts td, table.acts th { border: none; padding: 0 0.4em; font-size: 0.9em;
 pre { background: #f7f7f7; padding: 0.5em; font-size: 0.85em; overflow-x: auto; }
 code { font-size: 0.85em; }
 img.mei { width: 120px; height: 120px; image-rendering: pixelated; display: block; }
+img.natural { height: 120px; image-rendering: pixelated; display: block; }
 .note { color: #666; font-size: 0.9em; }
 .plots { display: flex; flex-wrap: wrap; gap: 1em; }
 figure { margin: 0; } figcaption { font-size: 0.9em; text-align: center; }
@@ -359,9 +443,11 @@ figure { margin: 0; } figcaption { font-size: 0.9em; text-align: center; }
 <tr><th class="l" rowspan="2">method</th><th rowspan="2">neurons</th>{{range .Roles}}<th colspan="2">{{.}}</th>{{end}}<th rowspan="2">seconds per MEI<br>(median)</th><th rowspan="2">seconds<br>in all</th></tr>
 <tr>{{range .Roles}}<th>median</th><th>mean</th>{{end}}</tr>
 {{range .Methods}}<tr><td class="l">{{.Name}}</td><td>{{.Neurons}}</td>{{$m := .}}{{range $i, $r := .Median}}<td>{{$r}}</td><td>{{index $m.Mean $i}}</td>{{end}}<td>{{.SecondsPerMEI}}</td><td>{{.TotalSeconds}}</td></tr>
+{{end}}{{with .Natural}}<tr><td class="l">best natural image</td><td>{{.Neurons}}</td>{{$n := .}}{{range $i, $r := .Median}}<td>{{$r}}</td><td>{{index $n.Mean $i}}</td>{{end}}<td>–</td><td>–</td></tr>
 {{end}}</table>
 <p class="note">Activations are the responses of the neuron's model to its MEI: "train" is the ensemble the MEI was optimised on, "within" a held-out ensemble of the same architecture, "cross" one of another architecture, "truth" the ground truth.</p>
-
+{{with .Natural}}<p class="note">Natural images: for each neuron, the {{.Top}} patches of the image pool that drive its training models most, as model inputs of L2 norm {{.Norm}}; the "best natural image" row and column score the first of them.</p>
+{{end}}
 {{if .Comparison}}{{with .Comparison}}
 <h2 id="comparison">EGG against gradient ascent</h2>
 <p>{{len .Neurons}} neurons have both an EGG and a GA MEI.{{with .OnlyEGG}} Only EGG: {{ints .}}.{{end}}{{with .OnlyGA}} Only GA: {{ints .}}.{{end}}</p>
@@ -382,9 +468,10 @@ figure { margin: 0; } figcaption { font-size: 0.9em; text-align: center; }
 
 <h2 id="neurons">Neurons</h2>
 <table>
-<tr><th>neuron</th>{{range .MethodNames}}<th>{{.}} MEI</th>{{end}}<th>activations</th>{{range .EnergyMethods}}<th>{{.}} energy over diffusion steps</th>{{end}}</tr>
+<tr><th>neuron</th>{{range .MethodNames}}<th>{{.}} MEI</th>{{end}}{{if .Natural}}<th>top natural images</th>{{end}}<th>activations</th>{{range .EnergyMethods}}<th>{{.}} energy over diffusion steps</th>{{end}}</tr>
 {{range .Neurons}}<tr id="neuron-{{.Neuron}}"><td>{{.Neuron}}</td>{{$n := .Neuron}}{{range .Images}}<td>{{if .Src}}<img class="mei" src="{{.Src}}" alt="{{.Method}} MEI of neuron {{$n}}"><span class="note">{{.Note}}</span>{{else if .Present}}<span class="note">{{.Note}}</span>{{end}}</td>{{end}}
-<td><table class="acts"><tr><th></th>{{range $.MethodNames}}<th>{{.}}</th>{{end}}</tr>{{range .Acts}}<tr><th class="l">{{.Role}}</th>{{range .Values}}<td>{{.}}</td>{{end}}</tr>{{end}}</table></td>
+{{with .Natural}}<td class="l">{{if .Src}}<img class="natural" src="{{.Src}}" alt="natural images of neuron {{$n}}"><span class="note">{{.Note}}</span>{{else if .Present}}<span class="note">{{.Note}}</span>{{end}}</td>{{end}}
+<td><table class="acts"><tr><th></th>{{range $.ActColumns}}<th>{{.}}</th>{{end}}</tr>{{range .Acts}}<tr><th class="l">{{.Role}}</th>{{range .Values}}<td>{{.}}</td>{{end}}</tr>{{end}}</table></td>
 {{range .Energy}}<td>{{.}}</td>{{end}}</tr>
 {{end}}</table>
 </body>

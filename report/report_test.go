@@ -307,10 +307,12 @@ func checkPage(t *testing.T, run, page string, images, svgs int) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			alt, _ := attr(n, "alt") // "<method> MEI of neuron <n>"
+			alt, _ := attr(n, "alt") // "<method> MEI of neuron <n>" or "natural images of neuron <n>"
 			var method string
 			var neuron int
-			if _, err := fmt.Sscanf(alt, "%s MEI of neuron %d", &method, &neuron); err != nil {
+			if _, err := fmt.Sscanf(alt, "natural images of neuron %d", &neuron); err == nil {
+				method = NaturalDir
+			} else if _, err := fmt.Sscanf(alt, "%s MEI of neuron %d", &method, &neuron); err != nil {
 				t.Fatalf("alt %q: %v", alt, err)
 			}
 			want, err := os.ReadFile(filepath.Join(run, method, fmt.Sprintf("neuron_%05d.png", neuron)))
@@ -377,5 +379,117 @@ func TestReportNoSharedNeurons(t *testing.T) {
 	checkPage(t, run, buf.String(), 4, 2)
 	if !strings.Contains(buf.String(), "share no neuron") {
 		t.Error("the page does not say why there is no comparison")
+	}
+}
+
+// fakeNatural writes natural-image records (with a PNG each) of neurons into
+// run/natural, with 2 hits each whose best has the activations act(n) / 2.
+func fakeNatural(t *testing.T, run string, neurons []int, act func(n int) map[string]float32) {
+	t.Helper()
+	dir := filepath.Join(run, NaturalDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range neurons {
+		best := map[string]float32{}
+		for r, v := range act(n) {
+			best[r] = v / 2
+		}
+		base := fmt.Sprintf("neuron_%05d", n)
+		rec := mei.NaturalRecord{Neuron: n, Norm: 8, InputH: 4, InputW: 4, Pool: "pool.npz", Image: base + ".png",
+			Hits: []mei.NaturalHit{
+				{Index: 10 + n, Source: fmt.Sprintf("img%d.png:0.5:0:0:0", n), Activation: best["train"], Activations: best},
+				{Index: 20 + n, Activation: best["train"] / 2, Activations: map[string]float32{"train": best["train"] / 2}},
+			}}
+		b, err := json.MarshalIndent(rec, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, base+".json"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		img := image.NewGray(image.Rect(0, 0, 10, 4))
+		for i := range img.Pix {
+			img.Pix[i] = uint8(3*i + n)
+		}
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, img); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, base+".png"), buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestReportNatural(t *testing.T) {
+	cases := []struct {
+		name    string
+		natural []int
+		images  int // inline MEIs and natural rows
+		rows    int // neuron rows
+	}{
+		{"every neuron", []int{0, 1, 2, 3, 4, 5, 6}, 6 + 5 + 7, 7},
+		{"some neurons", []int{1, 3}, 6 + 5 + 2, 7},
+		{"a neuron without MEIs", []int{2, 9}, 6 + 5 + 2, 8},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			run := fakeRun(t)
+			fakeNatural(t, run, c.natural, eggAct)
+			r, err := ReadRun(run)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Methods) != 2 || r.Natural == nil || len(r.Natural.Records) != len(c.natural) {
+				t.Fatalf("read %d methods and natural %+v", len(r.Methods), r.Natural)
+			}
+			if r.Natural.Records[0].Neuron != c.natural[0] || r.Natural.Records[0].Hits[0].Activations["cross"] != eggAct(c.natural[0])["cross"]/2 {
+				t.Errorf("first natural record %+v", r.Natural.Records[0])
+			}
+			out, err := Write(run, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			page, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkPage(t, run, string(page), c.images, 3+6)
+			if got := strings.Count(string(page), `<tr id="neuron-`); got != c.rows {
+				t.Errorf("%d neuron rows, want %d", got, c.rows)
+			}
+			n := c.natural[0]
+			best := eggAct(n)["within"] / 2
+			for _, want := range []string{"top natural images", "best natural image", fmt.Sprintf("img%d.png:0.5:0:0:0", n), "<th>natural</th>", num(float64(best))} {
+				if !strings.Contains(string(page), want) {
+					t.Errorf("the page lacks %q", want)
+				}
+			}
+		})
+	}
+}
+
+func TestReadRunNaturalErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		make func(t *testing.T, run string)
+		want string
+	}{
+		{"natural only", func(t *testing.T, run string) { fakeNatural(t, run, []int{0}, eggAct) }, "no MEI records"},
+		{"bad natural record", func(t *testing.T, run string) {
+			fakeMethod(t, run, EGG, []int{0}, eggAct, 1, nil)
+			os.MkdirAll(filepath.Join(run, NaturalDir), 0o755)
+			os.WriteFile(filepath.Join(run, NaturalDir, "neuron_00001.json"), []byte("["), 0o644)
+		}, "not a natural-image record"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			run := t.TempDir()
+			c.make(t, run)
+			if _, err := ReadRun(run); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want one about %q", err, c.want)
+			}
+		})
 	}
 }

@@ -3,7 +3,9 @@
 //
 // A run folder holds one subfolder per method ("egg", "ga") with a record
 // neuron_<id>.json per neuron and the files it names (the MEI's PNG, its .npy input).
-// Records are read only through their JSON files, as mei.Record values.
+// Records are read only through their JSON files, as mei.Record values. A subfolder
+// named "natural" (NaturalDir) is not a method: it holds the most exciting natural
+// images of the neurons (mei.WriteNatural's records), shown beside the MEIs.
 //
 // The comparison (Compare) is the one of Pierzchlewicz et al., NeurIPS 2023
 // (egg-method.md section 7): per evaluation role (train, within, cross, truth), over the neurons both methods
@@ -38,10 +40,23 @@ const (
 // roleOrder lists the evaluation roles of package mei in report order.
 var roleOrder = []string{"train", "within", "cross", "truth"}
 
+// NaturalDir is the subfolder of a run folder that holds the neurons' most exciting
+// natural images (mei.WriteNatural's records), when the run has them.
+const NaturalDir = "natural"
+
 // Run is a run folder's records.
 type Run struct {
 	Dir     string
 	Methods []Method // egg first, then ga, then any other method folder by name
+	// Natural holds the natural-image records of the NaturalDir subfolder, in
+	// ascending neuron order; nil when the run has none.
+	Natural *Natural
+}
+
+// Natural is the most exciting natural images of a run's neurons.
+type Natural struct {
+	Dir     string
+	Records []mei.NaturalRecord
 }
 
 // Method is the records of one method in a run, in ascending neuron order.
@@ -62,6 +77,16 @@ func ReadRun(dir string) (*Run, error) {
 	run := &Run{Dir: dir}
 	for _, e := range entries {
 		if !e.IsDir() {
+			continue
+		}
+		if e.Name() == NaturalDir {
+			nat, err := readNatural(filepath.Join(dir, e.Name()))
+			if err != nil {
+				return nil, err
+			}
+			if len(nat.Records) > 0 {
+				run.Natural = nat
+			}
 			continue
 		}
 		m, err := readMethod(filepath.Join(dir, e.Name()))
@@ -129,6 +154,42 @@ func readMethod(dir string) (Method, error) {
 		}
 	}
 	return m, nil
+}
+
+// readNatural reads the natural-image records in dir.
+func readNatural(dir string) (*Natural, error) {
+	nat := &Natural{Dir: dir}
+	files, err := filepath.Glob(filepath.Join(dir, "neuron_*.json"))
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("report: %w", err)
+		}
+		var rec mei.NaturalRecord
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return nil, fmt.Errorf("report: %s is not a natural-image record: %w (delete it to recompute that neuron)", f, err)
+		}
+		nat.Records = append(nat.Records, rec)
+	}
+	slices.SortStableFunc(nat.Records, func(a, b mei.NaturalRecord) int { return a.Neuron - b.Neuron })
+	for i := 1; i < len(nat.Records); i++ {
+		if nat.Records[i].Neuron == nat.Records[i-1].Neuron {
+			return nil, fmt.Errorf("report: two natural-image records of neuron %d in %s", nat.Records[i].Neuron, dir)
+		}
+	}
+	return nat, nil
+}
+
+// imagePath returns the path of a natural record's PNG (the row of its images).
+func (n *Natural) imagePath(r mei.NaturalRecord) string {
+	name := r.Image
+	if name == "" || strings.ContainsAny(name, `/\`) {
+		name = fmt.Sprintf("neuron_%05d.png", r.Neuron)
+	}
+	return filepath.Join(n.Dir, name)
 }
 
 // roles returns the roles that any record of ms has an activation for: mei's roles in

@@ -13,6 +13,8 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"egg/models"
 )
 
 // usageError marks errors in how the command was called (exit status 2).
@@ -41,18 +43,27 @@ func main() {
 	os.Exit(1)
 }
 
-// globalOptions are the flags every subcommand has.
+// globalOptions are the flags every subcommand has, and what the commands share.
 type globalOptions struct {
 	threads int
+	// defaults installs egg's built-in defaults and returns their paths; nil means
+	// models.Install("") (tests replace it).
+	defaults func() (*models.Set, error)
 }
 
 func newRootCmd() *cobra.Command {
-	g := &globalOptions{}
+	g := &globalOptions{defaults: func() (*models.Set, error) { return models.Install("") }}
 	root := &cobra.Command{
 		Use:   "egg",
 		Short: "Energy-guided diffusion for neurally exciting images",
 		Long: `egg makes the images that drive model neurons most: most exciting inputs by
 energy-guided diffusion (EGG) and by gradient ascent, and samples of the diffusion prior.
+
+egg carries built-in defaults: a 32x32 diffusion prior of natural image patches, a
+simulated population of 100 V4-like neurons, digital twins trained on it and a small
+pool of natural patches. The commands that make images use them for the models not
+given (see each command's help); "egg demo" runs the paper's EGG against
+gradient-ascent comparison on them.
 
 Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
 		SilenceUsage:  true,
@@ -62,6 +73,7 @@ Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newSampleCmd(g), newMEICmd(g), newImportCmd(g), newCompareCmd(), newReportCmd())
 	root.AddCommand(newTrainCmd(g), newEvaluateCmd(g), newPoolCmd(g), newTrainPriorCmd(g), newSimulateCmd(g), newMENICmd(g), newReconstructCmd(g))
+	root.AddCommand(newDemoCmd(g))
 	return root
 }
 

@@ -54,22 +54,33 @@ where it stopped, without recomputing finished neurons.
 Models are egg model files (safetensors with the architecture in their metadata); give
 several, comma-separated, for an ensemble (the mean of their outputs).
 
+Built-in defaults: without --train, egg uses its digital twins of 100 simulated V4
+neurons for every role left empty (train: attention ensemble 1, within: attention
+ensemble 2, cross: Gaussian-readout ensemble 1, truth: the simulated population), and
+EGG without --weights/--preset/--config uses the built-in 32x32 prior. Without --norm
+the model input's L2 norm is the paper's 25 at 100x100 scaled to the same per-pixel
+RMS: 25*sqrt(H*W)/100 (8 for the built-in 32x32 twins). One log line says each choice.
+--clip-x0 auto (the default) clips the prior's x0 prediction to [-1, 1] at every step
+when the process needs it, as the built-in prior's cosine schedule does (without it the
+first step's x0 prediction is the model's error times 20000 and the chain diverges).
+
 Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
-		Example: `  egg mei --method ga --train m1.safetensors,m2.safetensors --within m3.safetensors --neurons 0-9 --out run/
+		Example: `  egg mei --method egg --neurons 0-9 --out run/     # the built-in defaults
+  egg mei --method ga --train m1.safetensors,m2.safetensors --within m3.safetensors --neurons 0-9 --out run/
   egg mei --method egg --weights 256x256_diffusion_uncond.pt --preset 256x256_diffusion_uncond --train m1.safetensors --neurons 7 --scale 5`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runMEI(cmd.Context(), g, o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.method, "method", "egg", "egg (energy-guided diffusion) or ga (gradient ascent)")
-	f.StringVar(&o.train, "train", "", "model file(s) that drive the MEIs (comma-separated: an ensemble)")
+	f.StringVar(&o.train, "train", "", "model file(s) that drive the MEIs (comma-separated: an ensemble; default: the built-in twins)")
 	f.StringVar(&o.within, "within", "", "held-out model file(s) of the same architecture")
 	f.StringVar(&o.cross, "cross", "", "model file(s) of another architecture")
 	f.StringVar(&o.truth, "truth", "", "ground-truth model file(s), when known")
 	f.StringVar(&o.neurons, "neurons", "0", `neurons: "all", or indices and ranges like 0,3,5-9`)
 	f.StringVar(&o.seeds, "seeds", "0,1,2", "seeds; the best on the --train models is kept")
 	f.Float64Var(&o.scale, "scale", 5, "EGG energy scale (lambda)")
-	f.Float32Var(&o.norm, "norm", 25, "L2 norm of the model input")
+	f.Float32Var(&o.norm, "norm", 0, "L2 norm of the model input (0: the paper's 25 at 100x100, scaled: 25*sqrt(H*W)/100)")
 	f.StringVar(&o.gradNorm, "grad-norm", "sample", "EGG gradient normalisation: sample (independent runs) or batch (the reference's)")
 	f.IntVar(&o.iterations, "iterations", 1000, "GA iterations")
 	f.Float64Var(&o.lr, "lr", 10, "GA AdamW learning rate")
@@ -85,11 +96,19 @@ func runMEI(ctx context.Context, g *globalOptions, o *meiOptions) error {
 	if o.method != "egg" && o.method != "ga" {
 		return usagef("--method %q: want egg or ga", o.method)
 	}
-	if o.train == "" {
-		return usagef("--train is required: the model file(s) whose neurons the MEIs drive")
-	}
 	seeds, err := parseSeeds(o.seeds)
 	if err != nil {
+		return err
+	}
+	if o.norm < 0 {
+		return usagef("--norm %v: want a positive L2 norm (or 0 for the paper's, scaled to the input size)", o.norm)
+	}
+	logf := stderrLog(o.quiet)
+	df := defaultFlags{Train: &o.train, Within: &o.within, Cross: &o.cross, Truth: &o.truth}
+	if o.method == "egg" {
+		df.Prior = &o.prior
+	}
+	if _, err := applyDefaults(g, df, logf); err != nil {
 		return err
 	}
 	dev := tensor.CPU(g.threads)
@@ -102,21 +121,26 @@ func runMEI(ctx context.Context, g *globalOptions, o *meiOptions) error {
 		return err
 	}
 	shape := inputShape(train)
-	s := mei.Settings{Method: o.method, Seeds: seeds, BatchSize: o.batchSize, InputH: shape[1], InputW: shape[2], Norm: o.norm}
+	norm, err := resolveNorm(o.norm, paperNormMEI, shape[1], shape[2], logf)
+	if err != nil {
+		return err
+	}
+	s := mei.Settings{Method: o.method, Seeds: seeds, BatchSize: o.batchSize, InputH: shape[1], InputW: shape[2], Norm: norm}
 	var prior *mei.Prior
 	if o.method == "egg" {
-		unet, sched, err := o.prior.load(dev, true)
+		denoiser, unet, sched, err := o.prior.loadDenoiser(dev, true)
 		if err != nil {
 			return err
 		}
-		prior = &mei.Prior{Denoiser: unet, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
+		prior = &mei.Prior{Denoiser: denoiser, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
 		s.Scale, s.GradNorm, s.Steps, s.PriorName = o.scale, o.gradNorm, sched.NumTimesteps, o.prior.weights
+		_, s.ClipX0 = denoiser.(*clippedDenoiser)
 		if h, err := checkpoint.FileSHA256(o.prior.weights); err == nil {
 			models.Files["prior"] = []mei.FileHash{{Path: o.prior.weights, SHA256: h}}
 		}
 	} else {
 		ga := ascent.Default()
-		ga.Iterations, ga.LR, ga.BlurSigma, ga.Norm = o.iterations, o.lr, o.blur, o.norm
+		ga.Iterations, ga.LR, ga.BlurSigma, ga.Norm = o.iterations, o.lr, o.blur, norm
 		s.GA = &ga
 	}
 	bar := progressbar.NewOptions(len(neurons)*len(seeds),

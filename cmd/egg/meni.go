@@ -2,23 +2,38 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"egg/adm"
 	"egg/checkpoint"
+	"egg/diffusion"
+	"egg/energy"
 	"egg/imageio"
 	"egg/mei"
+	"egg/naturalness"
+	"egg/npy"
 	"egg/pool"
+	"egg/priortrain"
+	"egg/report"
 	"egg/tensor"
 )
 
@@ -34,7 +49,11 @@ type meniOptions struct {
 	out                         string
 	quiet                       bool
 	prior                       priorOptions
-	stdout                      io.Writer
+	// natSteps is K, the timesteps of the naturalness bound per image (0: off);
+	// natSeed fixes them and their noise.
+	natSteps int
+	natSeed  uint64
+	stdout   io.Writer
 }
 
 func newMENICmd(g *globalOptions) *cobra.Command {
@@ -55,31 +74,57 @@ EGG: for each energy scale of --scale, egg mei --method egg runs into
 --out/scale_<s>/egg/ (each a resumable run folder), with --steps respaced steps and
 input norm --norm.
 
+The EGG image of each neuron is also kept in the prior's own space, as the x0
+prediction of the last step: --out/scale_<s>/x0/neuron_<id>.npy, [1, C, S, S] float32.
+
+Naturalness (unless --naturalness-steps 0): every EGG image and every top natural
+image is scored by the diffusion prior's negative log-likelihood bound in bits per
+dimension (lower is more natural), under the process the prior was trained on (every
+step, not the --steps respacing) and estimated from --naturalness-steps timesteps
+(package naturalness: t = 0 and a seeded stratified draw of the others, weighted by
+stratum size). Images are first put in the prior's shape and quantised to 8 bits:
+natural patches resized to the prior's size and repeated over its channels, EGG
+images clamped to [-1, 1]. Scores are cached in --out/naturalness.json by image
+content and settings, so a resumed run does not score an image twice.
+
 --out/meni.json holds, per neuron and role, the activation of the best natural image
-(best on the --train models) and of the EGG image at each scale, and medians over
-neurons.
+(best on the --train models) and of the EGG image at each scale, the bits/dim of each
+of these images, and medians over neurons. --out/sweep.html plots activation (train,
+and truth when given) against bits/dim, one point per image and one colour per scale,
+the natural images as their own series.
+
+Built-in defaults: without --train, the built-in digital twins of 100 simulated V4
+neurons drive the images (--within, --cross and --truth, when empty, are the other
+twins and the simulated population itself); without --weights, --preset or --config,
+the built-in 32x32 prior runs EGG; without --pool, the built-in pool of natural
+patches is searched. Without --norm, the model input's L2 norm is the paper's 50 at
+100x100 scaled to the same per-pixel RMS: 50*sqrt(H*W)/100. One log line says each
+choice.
 
 Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
-		Example: `  egg meni --pool pool.npz --train m1.safetensors,m2.safetensors --within m3.safetensors --neurons 0-9 \
+		Example: `  egg meni --neurons 0-9 --out meni/     # the built-in defaults
+  egg meni --pool pool.npz --train m1.safetensors,m2.safetensors --within m3.safetensors --neurons 0-9 \
       --weights prior.safetensors --scale 1,2,5,10 --steps 50 --norm 50 --top 5 --out meni/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runMENI(cmd.Context(), g, o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.pool, "pool", "", "image pool (.npz from egg pool) searched for natural images")
-	f.StringVar(&o.train, "train", "", "model file(s) that drive the images (comma-separated: an ensemble)")
+	f.StringVar(&o.pool, "pool", "", "image pool (.npz from egg pool) searched for natural images (default: the built-in pool)")
+	f.StringVar(&o.train, "train", "", "model file(s) that drive the images (comma-separated: an ensemble; default: the built-in twins)")
 	f.StringVar(&o.within, "within", "", "held-out model file(s) of the same architecture")
 	f.StringVar(&o.cross, "cross", "", "model file(s) of another architecture")
 	f.StringVar(&o.truth, "truth", "", "ground-truth model file(s), when known")
 	f.StringVar(&o.neurons, "neurons", "0", `neurons: "all", or indices and ranges like 0,3,5-9`)
 	f.StringVar(&o.seeds, "seeds", "0,1,2", "EGG seeds; the best on the --train models is kept")
 	f.StringVar(&o.scales, "scale", "1,2,5,10", "EGG energy scales (lambda), comma-separated")
-	f.Float32Var(&o.norm, "norm", 50, "L2 norm of the model input (natural and EGG images)")
+	f.Float32Var(&o.norm, "norm", 0, "L2 norm of the model input, natural and EGG images (0: the paper's 50 at 100x100, scaled: 50*sqrt(H*W)/100)")
 	f.StringVar(&o.gradNorm, "grad-norm", "sample", "EGG gradient normalisation: sample or batch")
 	f.IntVar(&o.top, "top", 5, "natural images kept per neuron")
 	f.IntVar(&o.batchSize, "batch-size", 8, "EGG samples (neuron x seed) per batch; natural patches are scored 8 times as many at once")
 	f.StringVar(&o.out, "out", "meni", "output folder")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress bar")
+	f.IntVar(&o.natSteps, "naturalness-steps", 50, "timesteps K of the prior's likelihood bound per image (bits/dim); 0 turns naturalness off")
+	f.Uint64Var(&o.natSeed, "naturalness-seed", 0, "seed of the naturalness timesteps and noise")
 	o.prior.addFlags(f, "50")
 	return cmd
 }
@@ -91,6 +136,12 @@ type meniNeuron struct {
 	NaturalSource string                        `json:"natural_source"` // its origin in the pool
 	NaturalIndex  int                           `json:"natural_index"`
 	EGG           map[string]map[string]float32 `json:"egg"` // scale -> role -> activation
+	// NaturalBPD is the naturalness (bits/dim under the prior) of the best natural
+	// image, NaturalTopBPD that of every top natural image, best first.
+	NaturalBPD    *float64  `json:"natural_bits_per_dim,omitempty"`
+	NaturalTopBPD []float64 `json:"natural_top_bits_per_dim,omitempty"`
+	// EGGBPD is the naturalness of the EGG image at each scale.
+	EGGBPD map[string]float64 `json:"egg_bits_per_dim,omitempty"`
 }
 
 // meniSummary is meni.json.
@@ -107,9 +158,17 @@ type meniSummary struct {
 		EGG     map[string]map[string]float32 `json:"egg"`
 		// Ratio is the median over neurons of EGG / natural activation, per scale and role.
 		Ratio map[string]map[string]float32 `json:"ratio_egg_to_natural"`
+		// NaturalBPD is the median over neurons of the best natural image's bits/dim,
+		// NaturalTopBPD the median over every top natural image of every neuron.
+		NaturalBPD    *float64 `json:"natural_bits_per_dim,omitempty"`
+		NaturalTopBPD *float64 `json:"natural_top_bits_per_dim,omitempty"`
+		// EGGBPD is the median over neurons of the EGG image's bits/dim, per scale.
+		EGGBPD map[string]float64 `json:"egg_bits_per_dim,omitempty"`
 	} `json:"median"`
-	Neurons []meniNeuron              `json:"neurons"`
-	Models  map[string][]mei.FileHash `json:"models"`
+	// Naturalness says how the bits/dim were estimated; nil when naturalness is off.
+	Naturalness *meniNaturalness          `json:"naturalness,omitempty"`
+	Neurons     []meniNeuron              `json:"neurons"`
+	Models      map[string][]mei.FileHash `json:"models"`
 }
 
 // parseScales reads comma-separated positive energy scales, in the order given.
@@ -144,17 +203,14 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 	if stdout == nil {
 		stdout = os.Stdout
 	}
-	if o.pool == "" {
-		return usagef("--pool is required: the image pool searched for natural images")
-	}
-	if o.train == "" {
-		return usagef("--train is required: the model file(s) whose neurons the images drive")
-	}
 	if o.top < 1 {
 		return usagef("--top %d: want at least 1", o.top)
 	}
-	if !(o.norm > 0) {
-		return usagef("--norm %v: want a positive norm", o.norm)
+	if o.norm < 0 || math.IsNaN(float64(o.norm)) {
+		return usagef("--norm %v: want a positive L2 norm (or 0 for the paper's, scaled to the input size)", o.norm)
+	}
+	if o.natSteps < 0 || o.natSteps == 1 {
+		return usagef("--naturalness-steps %d: want 0 (no naturalness) or at least 2", o.natSteps)
 	}
 	scales, err := parseScales(o.scales)
 	if err != nil {
@@ -167,6 +223,11 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 	if o.batchSize < 1 {
 		o.batchSize = 8
 	}
+	logf := stderrLog(o.quiet)
+	df := defaultFlags{Train: &o.train, Within: &o.within, Cross: &o.cross, Truth: &o.truth, Prior: &o.prior, Pool: &o.pool}
+	if _, err := applyDefaults(g, df, logf); err != nil {
+		return err
+	}
 	dev := tensor.CPU(g.threads)
 	models, train, err := loadModelSet(dev, o.train, o.within, o.cross, o.truth)
 	if err != nil {
@@ -178,39 +239,66 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 	}
 	shape := inputShape(train)
 	ih, iw := shape[1], shape[2]
+	if o.norm, err = resolveNorm(o.norm, paperNormMENI, ih, iw, logf); err != nil {
+		return err
+	}
 	// The prior first, so that a bad prior flag fails before the pool is scored.
-	unet, sched, err := o.prior.load(dev, true)
+	denoiser, unet, sched, err := o.prior.loadDenoiser(dev, true)
 	if err != nil {
 		return err
 	}
-	prior := &mei.Prior{Denoiser: unet, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
+	_, clipX0 := denoiser.(*clippedDenoiser)
+	prior := &mei.Prior{Denoiser: denoiser, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
 	if h, err := checkpoint.FileSHA256(o.prior.weights); err == nil {
 		models.Files["prior"] = []mei.FileHash{{Path: o.prior.weights, SHA256: h}}
+	}
+	var est *naturalness.Estimator
+	var natInfo *meniNaturalness
+	if o.natSteps > 0 {
+		full, err := meniFullSchedule(o.prior, unet.Config)
+		if err != nil {
+			return err
+		}
+		est, err = naturalness.New(unet, full, naturalness.Config{Steps: o.natSteps, Seed: o.natSeed, BatchSize: o.batchSize})
+		if err != nil {
+			return usageError{fmt.Errorf("--naturalness-steps: %w", err)}
+		}
+		natInfo = &meniNaturalness{Steps: len(est.Timesteps()), Timesteps: full.NumTimesteps, Seed: o.natSeed,
+			Evaluated: est.Timesteps(), Weights: est.Weights(), Channels: prior.Channels, Size: prior.Size,
+			Process: fmt.Sprintf("%d steps, %v mean, %v variance", full.NumTimesteps, full.MeanType, full.VarType)}
+		natInfo.Fingerprint = meniNaturalnessFingerprint(natInfo, full, models.Files["prior"], o.prior.weights)
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return fmt.Errorf("cannot create the output folder: %w", err)
 	}
+	loadPool := sync.OnceValues(func() (*pool.Pool, error) { return pool.Read(o.pool) })
 
 	// 1. Natural images.
 	natDir := filepath.Join(o.out, "natural")
-	natural, err := meniNatural(ctx, dev, o, models, neurons, ih, iw, natDir)
+	natural, err := meniNatural(ctx, dev, o, models, neurons, ih, iw, natDir, loadPool)
 	if err != nil {
 		return err
 	}
 
-	// 2. EGG at each scale.
+	// 2. EGG at each scale, keeping each image in the prior's space as well.
 	runs := map[string]map[int]mei.Record{}
+	x0s := map[string]map[int][]float32{}
+	tr := energy.Transform{Height: ih, Width: iw, Norm: o.norm}
 	for _, sc := range scales {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("interrupted; finished work is in %s, run again to resume", o.out)
 		}
 		s := mei.Settings{Method: "egg", Seeds: seeds, BatchSize: o.batchSize, InputH: ih, InputW: iw, Norm: o.norm,
-			Scale: sc, GradNorm: o.gradNorm, Steps: sched.NumTimesteps, PriorName: o.prior.weights}
+			Scale: sc, GradNorm: o.gradNorm, Steps: sched.NumTimesteps, PriorName: o.prior.weights, ClipX0: clipX0}
 		bar := progressbar.NewOptions(len(neurons)*len(seeds),
 			progressbar.OptionSetDescription("EGG scale "+scaleName(sc)), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
 			progressbar.OptionSetItsString("MEIs"), progressbar.OptionSetVisibility(!o.quiet), progressbar.OptionSetWriter(os.Stderr),
 			progressbar.OptionThrottle(200*time.Millisecond))
-		sum, err := mei.Run(ctx, dev, s, neurons, models, prior, filepath.Join(o.out, "scale_"+scaleName(sc)), bar)
+		scaleDir := filepath.Join(o.out, "scale_"+scaleName(sc))
+		rec := newX0Recorder(denoiser, sched, filepath.Join(scaleDir, "x0"), neurons, seeds, prior.Channels*prior.Size*prior.Size)
+		recPrior := *prior
+		recPrior.Denoiser = rec
+		sum, err := mei.Run(ctx, dev, s, neurons, models, &recPrior, scaleDir, bar)
 		bar.Finish()
 		if !o.quiet {
 			fmt.Fprintln(os.Stderr)
@@ -218,18 +306,52 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 		if err != nil {
 			return fmt.Errorf("EGG at scale %s: %w", scaleName(sc), err)
 		}
+		if rec.err != nil {
+			return fmt.Errorf("EGG at scale %s: keeping the images in the prior's space: %w", scaleName(sc), rec.err)
+		}
 		recs := map[int]mei.Record{}
 		for _, r := range sum.Records {
 			recs[r.Neuron] = r
 		}
 		runs[scaleName(sc)] = recs
+		kept, missing, err := meniKeepX0(dev, scaleDir, recs, tr, prior.Channels, prior.Size)
+		if err != nil {
+			return fmt.Errorf("EGG at scale %s: %w", scaleName(sc), err)
+		}
+		if len(missing) > 0 && est != nil {
+			fmt.Fprintf(os.Stderr, "egg meni: scale %s: no image in the prior's space for neuron(s) %v (made by an older egg?); "+
+				"their naturalness is left out (delete %s to remake them)\n", scaleName(sc), missing, scaleDir)
+		}
+		x0s[scaleName(sc)] = kept
 	}
 
-	// 3. The summary.
-	sum := summariseMENI(o, scales, seeds, sched.NumTimesteps, neurons, natural, runs, models)
-	b, _ := json.MarshalIndent(sum, "", "  ")
+	// 3. Naturalness.
+	var nat *meniNatResult
+	if est != nil {
+		nat, err = meniScoreNaturalness(ctx, dev, o, est, natInfo, natural, x0s, loadPool)
+		if err != nil {
+			return fmt.Errorf("scoring the naturalness of the images: %w (the EGG and natural images are kept in %s, the scores so far in "+
+				"naturalness.json: run again to resume, or give --naturalness-steps 0 to skip this step)", err, o.out)
+		}
+	}
+
+	// 4. The summary and the sweep page.
+	sum := summariseMENI(o, scales, seeds, sched.NumTimesteps, neurons, natural, runs, models, nat)
+	sum.Naturalness = natInfo
+	b, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return fmt.Errorf("writing meni.json: %w", err)
+	}
 	if err := imageio.WriteFileAtomic(filepath.Join(o.out, "meni.json"), b); err != nil {
 		return err
+	}
+	sweepPath := filepath.Join(o.out, "sweep.html")
+	if nat != nil {
+		if err := report.WriteSweep(sweepPath, meniSweep(o, sum, natural)); err != nil {
+			return err
+		}
+	} else if err := os.Remove(sweepPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing the sweep page of an earlier run: %w", err)
 	}
 	printMENITable(stdout, sum)
 	return nil
@@ -237,7 +359,8 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 
 // meniNatural finds (or, when a previous run left them, reads) the natural images of
 // neurons.
-func meniNatural(ctx context.Context, dev *tensor.Device, o *meniOptions, models mei.ModelSet, neurons []int, ih, iw int, dir string) (map[int]mei.NaturalRecord, error) {
+func meniNatural(ctx context.Context, dev *tensor.Device, o *meniOptions, models mei.ModelSet, neurons []int, ih, iw int, dir string,
+	loadPool func() (*pool.Pool, error)) (map[int]mei.NaturalRecord, error) {
 	out := map[int]mei.NaturalRecord{}
 	for _, n := range neurons {
 		r, err := mei.ReadNatural(dir, n)
@@ -250,7 +373,7 @@ func meniNatural(ctx context.Context, dev *tensor.Device, o *meniOptions, models
 	if out != nil {
 		return out, nil
 	}
-	p, err := pool.Read(o.pool)
+	p, err := loadPool()
 	if err != nil {
 		return nil, err
 	}
@@ -288,7 +411,8 @@ func meniNatural(ctx context.Context, dev *tensor.Device, o *meniOptions, models
 
 var meniRoles = []string{"train", "within", "cross", "truth"}
 
-func summariseMENI(o *meniOptions, scales []float64, seeds []uint64, steps int, neurons []int, natural map[int]mei.NaturalRecord, runs map[string]map[int]mei.Record, models mei.ModelSet) meniSummary {
+func summariseMENI(o *meniOptions, scales []float64, seeds []uint64, steps int, neurons []int, natural map[int]mei.NaturalRecord,
+	runs map[string]map[int]mei.Record, models mei.ModelSet, nat *meniNatResult) meniSummary {
 	s := meniSummary{Pool: o.pool, Norm: o.norm, Steps: steps, Top: o.top, Seeds: seeds, Models: models.Files}
 	for _, sc := range scales {
 		s.Scales = append(s.Scales, scaleName(sc))
@@ -312,6 +436,21 @@ func summariseMENI(o *meniOptions, scales []float64, seeds []uint64, steps int, 
 		for _, sc := range s.Scales {
 			if rec, ok := runs[sc][n]; ok {
 				line.EGG[sc] = rec.Activations
+			}
+		}
+		if nat != nil {
+			if top := nat.natural[n]; len(top) > 0 {
+				line.NaturalTopBPD = top
+				best := top[0]
+				line.NaturalBPD = &best
+			}
+			for _, sc := range s.Scales {
+				if v, ok := nat.egg[sc][n]; ok {
+					if line.EGGBPD == nil {
+						line.EGGBPD = map[string]float64{}
+					}
+					line.EGGBPD[sc] = v
+				}
 			}
 		}
 		s.Neurons = append(s.Neurons, line)
@@ -360,19 +499,68 @@ func summariseMENI(o *meniOptions, scales []float64, seeds []uint64, steps int, 
 			}
 		}
 	}
+	if nat != nil {
+		var best, top []float64
+		for _, l := range s.Neurons {
+			if l.NaturalBPD != nil {
+				best = append(best, *l.NaturalBPD)
+			}
+			top = append(top, l.NaturalTopBPD...)
+		}
+		if v, ok := medianF64(best); ok {
+			s.Median.NaturalBPD = &v
+		}
+		if v, ok := medianF64(top); ok {
+			s.Median.NaturalTopBPD = &v
+		}
+		s.Median.EGGBPD = map[string]float64{}
+		for _, sc := range s.Scales {
+			var v []float64
+			for _, l := range s.Neurons {
+				if x, ok := l.EGGBPD[sc]; ok {
+					v = append(v, x)
+				}
+			}
+			if m, ok := medianF64(v); ok {
+				s.Median.EGGBPD[sc] = m
+			}
+		}
+	}
 	return s
 }
 
+// medianF64 returns the median of v, and false when v is empty.
+func medianF64(v []float64) (float64, bool) {
+	if len(v) == 0 {
+		return 0, false
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	k := len(v)
+	if k%2 == 1 {
+		return v[k/2], true
+	}
+	return (v[k/2-1] + v[k/2]) / 2, true
+}
+
 // printMENITable prints the medians over neurons: one line for the natural images
-// and one per EGG scale, one column per role.
+// and one per EGG scale, one column per role, and the bits/dim when naturalness was
+// scored.
 func printMENITable(w io.Writer, s meniSummary) {
-	fmt.Fprintf(w, "median activation over %d neurons (norm %g, %d steps, top %d natural images)\n", len(s.Neurons), s.Norm, s.Steps, s.Top)
+	fmt.Fprintf(w, "median activation over %d neurons (norm %g, %d steps, top %d natural images)", len(s.Neurons), s.Norm, s.Steps, s.Top)
+	if s.Naturalness != nil {
+		fmt.Fprintf(w, "; bits/dim under the prior (%d of %d timesteps; lower is more natural)", s.Naturalness.Steps, s.Naturalness.Timesteps)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%-14s", "")
 	for _, r := range s.Roles {
 		fmt.Fprintf(w, " %10s", r)
 	}
+	if s.Naturalness != nil {
+		fmt.Fprintf(w, " %10s", "bits/dim")
+	}
 	fmt.Fprintln(w)
-	row := func(name string, v map[string]float32) {
+	row := func(name string, v map[string]float32, bpd *float64) {
 		fmt.Fprintf(w, "%-14s", name)
 		for _, r := range s.Roles {
 			if x, ok := v[r]; ok {
@@ -381,10 +569,462 @@ func printMENITable(w io.Writer, s meniSummary) {
 				fmt.Fprintf(w, " %10s", "-")
 			}
 		}
+		if s.Naturalness != nil {
+			if bpd != nil {
+				fmt.Fprintf(w, " %10.4g", *bpd)
+			} else {
+				fmt.Fprintf(w, " %10s", "-")
+			}
+		}
 		fmt.Fprintln(w)
 	}
-	row("natural", s.Median.Natural)
+	row("natural", s.Median.Natural, s.Median.NaturalBPD)
 	for _, sc := range s.Scales {
-		row("egg scale "+sc, s.Median.EGG[sc])
+		var bpd *float64
+		if v, ok := s.Median.EGGBPD[sc]; ok {
+			bpd = &v
+		}
+		row("egg scale "+sc, s.Median.EGG[sc], bpd)
 	}
+}
+
+// meniNaturalness records in meni.json how the bits/dim were estimated.
+type meniNaturalness struct {
+	Steps     int       `json:"steps"`               // K: timesteps evaluated per image (at most T)
+	Timesteps int       `json:"timesteps"`           // T: steps of the prior's process, the terms of the bound
+	Seed      uint64    `json:"seed"`                // fixes the evaluated timesteps and their noise
+	Evaluated []int     `json:"evaluated_timesteps"` // the K timesteps, ascending (0: the decoder term)
+	Weights   []float64 `json:"weights"`             // their weights (stratum sizes; they sum to T)
+	Process   string    `json:"process"`
+	Channels  int       `json:"channels"` // the prior's image shape, which every image is put in
+	Size      int       `json:"size"`
+	// Fingerprint identifies the prior and these settings; naturalness.json caches
+	// scores under it.
+	Fingerprint string `json:"fingerprint"`
+}
+
+// meniNatResult is the naturalness of a run's images, in bits per dimension.
+type meniNatResult struct {
+	egg     map[string]map[int]float64 // scale -> neuron -> the EGG image's bits/dim
+	natural map[int][]float64          // neuron -> each top natural image's, best first
+}
+
+// meniNaturalnessVersion is part of the fingerprint of cached scores: change it when
+// the way images are prepared or scored changes (now: the prior's shape, 8 bits, x0
+// predictions clipped to [-1, 1]).
+const meniNaturalnessVersion = 1
+
+// meniNaturalnessFingerprint hashes the prior file (its SHA-256, else its path), its
+// process and the estimator's settings.
+func meniNaturalnessFingerprint(info *meniNaturalness, s *diffusion.Schedule, prior []mei.FileHash, path string) string {
+	id := path
+	if len(prior) > 0 {
+		id = prior[0].SHA256
+	}
+	b, _ := json.Marshal(struct {
+		Version   int
+		Prior     string
+		Info      meniNaturalness
+		Betas     []float64
+		Mean, Var string
+		Rescale   bool
+	}{meniNaturalnessVersion, id, *info, s.Betas, s.MeanType.String(), s.VarType.String(), s.RescaleTimesteps})
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
+}
+
+// meniFullSchedule returns the process the prior was trained on with every step kept
+// (the run's --steps respacing dropped) and no EGG clamp: the bound's terms. It reads
+// the flags as priorOptions.load does, with the process defaults of an egg prior
+// file's metadata.
+func meniFullSchedule(o priorOptions, cfg adm.Config) (*diffusion.Schedule, error) {
+	po := o
+	po.steps = ""
+	if po.preset == "" && po.configFile == "" {
+		r, err := checkpoint.Open(o.weights)
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		_, md, err := priortrain.ReadMetadata(r.Metadata())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", o.weights, err)
+		}
+		if md != nil {
+			if po.noiseSchedule == "linear" && md.NoiseSchedule != "" {
+				po.noiseSchedule = md.NoiseSchedule
+			}
+			if po.diffSteps == 1000 && md.Steps != 0 {
+				po.diffSteps = md.Steps
+			}
+			po.predictX0 = po.predictX0 || md.PredictXStart
+		}
+	}
+	return po.schedule(cfg, false)
+}
+
+// meniItem is one EGG sample: a neuron and a seed.
+type meniItem struct {
+	neuron int
+	seed   uint64
+	ok     bool
+}
+
+// x0Recorder is the prior as an EGG run sees it: it passes every call to the model
+// and, at the last step of each batch, writes each sample's x0 prediction (the EGG
+// image in the prior's space, which the run keeps only as a model input) to
+// dir/neuron_<id>_seed_<seed>.npy. It tells the samples of a batch apart by their
+// x_T, which mei.Run draws for (neuron, seed) from rand.NewPCG(seed, neuron);
+// meniKeepX0 then checks each kept image against the run's model input, so a change
+// there leaves images out, never mixes them up.
+type x0Recorder struct {
+	model       naturalness.Denoiser
+	sched       *diffusion.Schedule
+	dir         string
+	per         int     // values per sample
+	first, last float32 // the model timesteps of the first and the last step
+	keys        map[[4]uint32]meniItem
+	batch       []meniItem // the samples of the batch under way
+	err         error      // the first write error
+}
+
+func newX0Recorder(model naturalness.Denoiser, s *diffusion.Schedule, dir string, neurons []int, seeds []uint64, per int) *x0Recorder {
+	r := &x0Recorder{model: model, sched: s, dir: dir, per: per, keys: map[[4]uint32]meniItem{},
+		first: s.ModelTimestep(s.NumTimesteps - 1), last: s.ModelTimestep(0)}
+	for _, n := range neurons {
+		for _, sd := range seeds {
+			rng := rand.New(rand.NewPCG(sd, uint64(n)))
+			v := make([]float32, min(4, per))
+			for k := range v {
+				v[k] = float32(rng.NormFloat64())
+			}
+			r.keys[r.key(v)] = meniItem{neuron: n, seed: sd, ok: true}
+		}
+	}
+	return r
+}
+
+// key is the bit pattern of the first (up to 4) values of a sample's x_T.
+func (r *x0Recorder) key(v []float32) [4]uint32 {
+	var k [4]uint32
+	for i := range min(4, len(v), r.per) {
+		k[i] = math.Float32bits(v[i])
+	}
+	return k
+}
+
+// Forward implements guidance.Denoiser.
+func (r *x0Recorder) Forward(x *tensor.Tensor, t []float32, y []int) *tensor.Tensor {
+	out := r.model.Forward(x, t, y)
+	if len(t) == 0 || r.err != nil || x.Rank() != 4 || x.Len() != x.Dim(0)*r.per {
+		return out
+	}
+	n := x.Dim(0)
+	if t[0] == r.first {
+		r.batch = make([]meniItem, n)
+		for k := range n {
+			r.batch[k] = r.keys[r.key(x.Data()[k*r.per:])]
+		}
+	}
+	if t[0] == r.last && len(r.batch) == n {
+		_, _, _, x0 := diffusion.PMeanVariance(r.sched, x.Detach(), out.Detach(), 0, false)
+		if err := os.MkdirAll(r.dir, 0o755); err != nil {
+			r.err = err
+			return out
+		}
+		shape := append([]int{1}, x.Shape()[1:]...)
+		for k, it := range r.batch {
+			if !it.ok {
+				continue
+			}
+			b, err := npy.EncodeBytes(npy.Float32s(x0.Data()[k*r.per:(k+1)*r.per], shape...))
+			if err == nil {
+				err = imageio.WriteFileAtomic(filepath.Join(r.dir, fmt.Sprintf("neuron_%05d_seed_%d.npy", it.neuron, it.seed)), b)
+			}
+			if err != nil {
+				r.err = err
+				break
+			}
+		}
+		r.batch = nil
+	}
+	return out
+}
+
+// meniKeepX0 keeps, for every neuron of recs, the prior-space image of its kept seed
+// as scale/x0/neuron_<id>.npy, once the model input made from it (tr) matches the
+// run's own, and deletes the other seeds' images. It returns the images by neuron and
+// the neurons that have none (runs made before images were kept).
+func meniKeepX0(dev *tensor.Device, scaleDir string, recs map[int]mei.Record, tr energy.Transform, channels, size int) (map[int][]float32, []int, error) {
+	dir := filepath.Join(scaleDir, "x0")
+	kept := map[int][]float32{}
+	var missing []int
+	neurons := make([]int, 0, len(recs))
+	for n := range recs {
+		neurons = append(neurons, n)
+	}
+	slices.Sort(neurons)
+	for _, n := range neurons {
+		rec := recs[n]
+		final := filepath.Join(dir, fmt.Sprintf("neuron_%05d.npy", n))
+		if v, err := readX0(final, channels, size); err == nil {
+			kept[n] = v
+		} else {
+			cand := filepath.Join(dir, fmt.Sprintf("neuron_%05d_seed_%d.npy", n, rec.Seed))
+			v, err := readX0(cand, channels, size)
+			if err == nil && rec.Input != "" && sameModelInput(dev, v, channels, size, tr, filepath.Join(scaleDir, "egg", rec.Input)) {
+				if err := os.Rename(cand, final); err != nil {
+					return nil, nil, fmt.Errorf("keeping the image of neuron %d: %w", n, err)
+				}
+				kept[n] = v
+			} else {
+				missing = append(missing, n)
+			}
+		}
+		others, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("neuron_%05d_seed_*.npy", n)))
+		for _, f := range others {
+			if err := os.Remove(f); err != nil {
+				return nil, nil, fmt.Errorf("removing %s: %w", f, err)
+			}
+		}
+	}
+	return kept, missing, nil
+}
+
+// readX0 reads a [1, channels, size, size] float32 image.
+func readX0(path string, channels, size int) ([]float32, error) {
+	a, err := npy.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(a.Shape) != 4 || a.Shape[0] != 1 || a.Shape[1] != channels || a.Shape[2] != size || a.Shape[3] != size {
+		return nil, fmt.Errorf("%s holds shape %v; want [1 %d %d %d]", path, a.Shape, channels, size, size)
+	}
+	return a.Float32()
+}
+
+// sameModelInput reports whether the model input tr makes of the image x0 is the one
+// stored in the .npy file input.
+func sameModelInput(dev *tensor.Device, x0 []float32, channels, size int, tr energy.Transform, input string) bool {
+	a, err := npy.ReadFile(input)
+	if err != nil {
+		return false
+	}
+	want, err := a.Float32()
+	if err != nil {
+		return false
+	}
+	got := tr.Apply(tensor.FromSlice(dev, x0, 1, channels, size, size)).Data()
+	if len(got) != len(want) {
+		return false
+	}
+	scale := 1.0
+	for _, v := range want {
+		scale = math.Max(scale, math.Abs(float64(v)))
+	}
+	for i := range got {
+		if math.Abs(float64(got[i])-float64(want[i])) > 1e-4*scale {
+			return false
+		}
+	}
+	return true
+}
+
+// meniNatCache is naturalness.json: bits/dim by image content, for one fingerprint.
+type meniNatCache struct {
+	Fingerprint string             `json:"fingerprint"`
+	BitsPerDim  map[string]float64 `json:"bits_per_dim"`
+}
+
+// imageKey identifies an image by its shape and values.
+func imageKey(shape []int, v []float32) string {
+	h := sha256.New()
+	fmt.Fprint(h, shape)
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// meniScoreNaturalness scores the EGG images (x0s, by scale and neuron) and the top
+// natural images of every neuron with est, after putting them in the prior's shape
+// and quantising them, reusing and extending the cache in naturalness.json.
+func meniScoreNaturalness(ctx context.Context, dev *tensor.Device, o *meniOptions, est *naturalness.Estimator, info *meniNaturalness,
+	natural map[int]mei.NaturalRecord, x0s map[string]map[int][]float32, loadPool func() (*pool.Pool, error)) (*meniNatResult, error) {
+	cachePath := filepath.Join(o.out, "naturalness.json")
+	cache := meniNatCache{Fingerprint: info.Fingerprint, BitsPerDim: map[string]float64{}}
+	if b, err := os.ReadFile(cachePath); err == nil {
+		var c meniNatCache
+		if json.Unmarshal(b, &c) == nil && c.Fingerprint == info.Fingerprint && c.BitsPerDim != nil {
+			cache = c
+		}
+	}
+	shape := []int{1, info.Channels, info.Size, info.Size}
+	type job struct {
+		key  string
+		data []float32
+	}
+	var todo []job
+	queued := map[string]bool{}
+	add := func(x *tensor.Tensor) string {
+		q := naturalness.Quantize(x)
+		k := imageKey(shape, q.Data())
+		if _, ok := cache.BitsPerDim[k]; !ok && !queued[k] {
+			queued[k] = true
+			todo = append(todo, job{k, q.Data()})
+		}
+		return k
+	}
+	sortedKeys := func(m map[int][]float32) []int {
+		k := make([]int, 0, len(m))
+		for n := range m {
+			k = append(k, n)
+		}
+		slices.Sort(k)
+		return k
+	}
+	eggKeys := map[string]map[int]string{}
+	scaleNames := make([]string, 0, len(x0s))
+	for sc := range x0s {
+		scaleNames = append(scaleNames, sc)
+	}
+	slices.Sort(scaleNames)
+	for _, sc := range scaleNames {
+		eggKeys[sc] = map[int]string{}
+		for _, n := range sortedKeys(x0s[sc]) {
+			eggKeys[sc][n] = add(tensor.FromSlice(dev, x0s[sc][n], shape...))
+		}
+	}
+	natKeys := map[int][]string{}
+	if len(natural) > 0 {
+		p, err := loadPool()
+		if err != nil {
+			return nil, err
+		}
+		neurons := make([]int, 0, len(natural))
+		for n := range natural {
+			neurons = append(neurons, n)
+		}
+		slices.Sort(neurons)
+		for _, n := range neurons {
+			for _, h := range natural[n].Hits {
+				if h.Index < 0 || h.Index >= p.Len() {
+					return nil, fmt.Errorf("the natural images of neuron %d name patch %d, but %s has %d patches: delete %s to find them again",
+						n, h.Index, o.pool, p.Len(), filepath.Join(o.out, "natural"))
+				}
+				x, err := naturalness.FromUint8(dev, p.Patch(h.Index), 1, p.Size, 1)
+				if err == nil {
+					x, err = naturalness.Fit(x, info.Channels, info.Size)
+				}
+				if err != nil {
+					return nil, fmt.Errorf("patch %d of %s: %w", h.Index, o.pool, err)
+				}
+				natKeys[n] = append(natKeys[n], add(x))
+			}
+		}
+	}
+	if len(todo) > 0 {
+		if !o.quiet {
+			fmt.Fprintf(os.Stderr, "scoring the naturalness of %d images (%d timesteps each)\n", len(todo), info.Steps)
+		}
+		bar := progressbar.NewOptions(len(todo)*info.Steps,
+			progressbar.OptionSetDescription("naturalness"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("steps"), progressbar.OptionSetVisibility(!o.quiet), progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionThrottle(200*time.Millisecond))
+		per := info.Channels * info.Size * info.Size
+		chunk := max(1, o.batchSize)
+		for start := 0; start < len(todo); start += chunk {
+			jobs := todo[start:min(start+chunk, len(todo))]
+			data := make([]float32, 0, len(jobs)*per)
+			for _, j := range jobs {
+				data = append(data, j.data...)
+			}
+			bpd, err := est.BitsPerDim(ctx, tensor.FromSlice(dev, data, len(jobs), info.Channels, info.Size, info.Size), bar)
+			if err != nil {
+				return nil, err
+			}
+			for i, j := range jobs {
+				cache.BitsPerDim[j.key] = bpd[i]
+			}
+			b, err := json.Marshal(cache)
+			if err != nil {
+				return nil, fmt.Errorf("caching the scores: %w", err)
+			}
+			if err := imageio.WriteFileAtomic(cachePath, b); err != nil {
+				return nil, fmt.Errorf("caching the scores: %w", err)
+			}
+		}
+		bar.Finish()
+		if !o.quiet {
+			fmt.Fprintln(os.Stderr)
+		}
+	}
+	res := &meniNatResult{egg: map[string]map[int]float64{}, natural: map[int][]float64{}}
+	for sc, m := range eggKeys {
+		res.egg[sc] = map[int]float64{}
+		for n, k := range m {
+			res.egg[sc][n] = cache.BitsPerDim[k]
+		}
+	}
+	for n, keys := range natKeys {
+		for _, k := range keys {
+			res.natural[n] = append(res.natural[n], cache.BitsPerDim[k])
+		}
+	}
+	return res, nil
+}
+
+// meniSweep is the content of sweep.html: for each scale the EGG images, and the top
+// natural images, as activation against bits/dim for the train role and, when given,
+// the truth.
+func meniSweep(o *meniOptions, s meniSummary, natural map[int]mei.NaturalRecord) report.Sweep {
+	sw := report.Sweep{Title: "egg meni: activation against naturalness, " + filepath.Base(filepath.Clean(o.out))}
+	sw.Roles = []string{"train"}
+	if slices.Contains(s.Roles, "truth") {
+		sw.Roles = append(sw.Roles, "truth")
+	}
+	if n := s.Naturalness; n != nil {
+		sw.Notes = append(sw.Notes, fmt.Sprintf("Naturalness: the prior's negative log-likelihood bound in bits per dimension (%s), "+
+			"estimated from %d of its %d timesteps (seed %d), each image first put in the prior's shape (%dx%d, %s) and quantised to 8 bits.",
+			o.prior.weights, n.Steps, n.Timesteps, n.Seed, n.Size, n.Size, channelWords(n.Channels)))
+	}
+	sw.Notes = append(sw.Notes, fmt.Sprintf("%d neurons; EGG with %d steps, model-input norm %g, seeds %v; natural images: the top %d of %s on the train models.",
+		len(s.Neurons), s.Steps, s.Norm, s.Seeds, s.Top, o.pool))
+	toF64 := func(m map[string]float32) map[string]float64 {
+		out := make(map[string]float64, len(m))
+		for k, v := range m {
+			out[k] = float64(v)
+		}
+		return out
+	}
+	for _, sc := range s.Scales {
+		sr := report.SweepSeries{Name: "EGG scale " + sc}
+		for _, l := range s.Neurons {
+			if v, ok := l.EGGBPD[sc]; ok {
+				sr.Points = append(sr.Points, report.SweepPoint{Neuron: l.Neuron, BitsPerDim: v, Activations: toF64(l.EGG[sc])})
+			}
+		}
+		sw.Series = append(sw.Series, sr)
+	}
+	nat := report.SweepSeries{Name: fmt.Sprintf("natural (top %d)", s.Top), Natural: true}
+	for _, l := range s.Neurons {
+		hits := natural[l.Neuron].Hits
+		for i, v := range l.NaturalTopBPD {
+			if i < len(hits) {
+				nat.Points = append(nat.Points, report.SweepPoint{Neuron: l.Neuron, BitsPerDim: v, Activations: toF64(hits[i].Activations)})
+			}
+		}
+	}
+	sw.Series = append(sw.Series, nat)
+	return sw
+}
+
+// channelWords names a channel count: "gray" for 1, "N channels" otherwise.
+func channelWords(c int) string {
+	if c == 1 {
+		return "gray"
+	}
+	return fmt.Sprintf("%d channels", c)
 }

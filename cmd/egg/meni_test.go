@@ -6,15 +6,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"egg/adm"
 	"egg/encoder"
+	"egg/energy"
 	"egg/mei"
+	"egg/models"
+	"egg/naturalness"
 	"egg/pool"
 	"egg/priortrain"
 	"egg/tensor"
@@ -86,8 +92,8 @@ func TestMENICommand(t *testing.T) {
 	dir := t.TempDir()
 	o := &meniOptions{
 		pool: meniPoolFile(t, dir, 30), train: meniModelFile(t, dir, 1), within: meniModelFile(t, dir, 2), cross: meniModelFile(t, dir, 3),
-		neurons: "0,2", seeds: "0", scales: "1,2", norm: 10, gradNorm: "sample", top: 3, batchSize: 4,
-		out: filepath.Join(dir, "out"), quiet: true,
+		neurons: "0,2", seeds: "0,1", scales: "1,2", norm: 10, gradNorm: "sample", top: 3, batchSize: 4,
+		out: filepath.Join(dir, "out"), quiet: true, natSteps: 6, natSeed: 3,
 		prior: priorOptions{weights: meniPriorFile(t, dir), steps: "3", noiseSchedule: "linear", diffSteps: 1000},
 	}
 	var stdout bytes.Buffer
@@ -96,7 +102,8 @@ func TestMENICommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"natural/neuron_00000.png", "natural/neuron_00002.json", "scale_1/egg/neuron_00000.png",
-		"scale_2/egg/neuron_00002.json", "scale_2/egg/summary.json", "meni.json"} {
+		"scale_2/egg/neuron_00002.json", "scale_2/egg/summary.json", "meni.json",
+		"scale_1/x0/neuron_00000.npy", "scale_2/x0/neuron_00002.npy", "naturalness.json", "sweep.html"} {
 		if _, err := os.Stat(filepath.Join(o.out, f)); err != nil {
 			t.Error(err)
 		}
@@ -154,7 +161,8 @@ func TestMENICommand(t *testing.T) {
 	if better != 2 || len(nr.Hits) != 3 {
 		t.Errorf("%d patches beat the third natural image; want 2", better)
 	}
-	for _, w := range []string{"natural", "egg scale 1", "egg scale 2", "within"} {
+	checkMENINaturalness(t, o, sum)
+	for _, w := range []string{"natural", "egg scale 1", "egg scale 2", "within", "bits/dim"} {
 		if !strings.Contains(stdout.String(), w) {
 			t.Errorf("table lacks %q:\n%s", w, stdout.String())
 		}
@@ -162,38 +170,269 @@ func TestMENICommand(t *testing.T) {
 	// A second run resumes: the natural and EGG records are not rewritten.
 	before, _ := os.ReadFile(filepath.Join(o.out, "scale_1/egg/neuron_00000.json"))
 	nat, _ := os.ReadFile(filepath.Join(o.out, "natural/neuron_00000.json"))
+	cache, _ := os.ReadFile(filepath.Join(o.out, "naturalness.json"))
 	if err := runMENI(context.Background(), testGlobal, o); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := os.ReadFile(filepath.Join(o.out, "scale_1/egg/neuron_00000.json"))
 	nat2, _ := os.ReadFile(filepath.Join(o.out, "natural/neuron_00000.json"))
-	if !bytes.Equal(before, after) || !bytes.Equal(nat, nat2) {
-		t.Error("a resumed run rewrote finished records")
+	cache2, _ := os.ReadFile(filepath.Join(o.out, "naturalness.json"))
+	if !bytes.Equal(before, after) || !bytes.Equal(nat, nat2) || !bytes.Equal(cache, cache2) {
+		t.Error("a resumed run rewrote finished records or scores")
+	}
+	var again meniSummary
+	if b, err := os.ReadFile(filepath.Join(o.out, "meni.json")); err != nil || json.Unmarshal(b, &again) != nil {
+		t.Fatalf("reading meni.json again: %v", err)
+	}
+	for i, l := range again.Neurons {
+		for sc, v := range l.EGGBPD {
+			if v != sum.Neurons[i].EGGBPD[sc] {
+				t.Errorf("neuron %d scale %s: %v bits/dim after resuming, %v before", l.Neuron, sc, v, sum.Neurons[i].EGGBPD[sc])
+			}
+		}
+	}
+
+	// An EGG image made without its prior-space image (an older egg) is left out of
+	// the naturalness, the rest stays.
+	if err := os.Remove(filepath.Join(o.out, "scale_2/x0/neuron_00002.npy")); err != nil {
+		t.Fatal(err)
+	}
+	if err := runMENI(context.Background(), testGlobal, o); err != nil {
+		t.Fatal(err)
+	}
+	var lost meniSummary
+	if b, err := os.ReadFile(filepath.Join(o.out, "meni.json")); err != nil || json.Unmarshal(b, &lost) != nil {
+		t.Fatalf("reading meni.json again: %v", err)
+	}
+	if _, ok := lost.Neurons[1].EGGBPD["2"]; ok {
+		t.Error("neuron 2 at scale 2 has a naturalness without its image")
+	}
+	if _, ok := lost.Neurons[1].EGGBPD["1"]; !ok || lost.Median.EGGBPD["2"] != lost.Neurons[0].EGGBPD["2"] {
+		t.Errorf("after losing one image: neuron 2 %v, median at scale 2 %v", lost.Neurons[1].EGGBPD, lost.Median.EGGBPD)
+	}
+
+	// Another naturalness seed scores every image again.
+	o.natSeed = 4
+	if err := runMENI(context.Background(), testGlobal, o); err != nil {
+		t.Fatal(err)
+	}
+	var reseeded meniSummary
+	if b, err := os.ReadFile(filepath.Join(o.out, "meni.json")); err != nil || json.Unmarshal(b, &reseeded) != nil {
+		t.Fatalf("reading meni.json again: %v", err)
+	}
+	if reseeded.Naturalness.Fingerprint == sum.Naturalness.Fingerprint || reseeded.Neurons[0].EGGBPD["1"] == sum.Neurons[0].EGGBPD["1"] {
+		t.Errorf("seed 4 kept fingerprint %s and bits/dim %v", reseeded.Naturalness.Fingerprint, reseeded.Neurons[0].EGGBPD["1"])
+	}
+
+	// Without naturalness: no bits/dim, no sweep page.
+	o.natSteps = 0
+	stdout.Reset()
+	if err := runMENI(context.Background(), testGlobal, o); err != nil {
+		t.Fatal(err)
+	}
+	var off meniSummary
+	if b, err := os.ReadFile(filepath.Join(o.out, "meni.json")); err != nil || json.Unmarshal(b, &off) != nil {
+		t.Fatalf("reading meni.json: %v", err)
+	}
+	if off.Naturalness != nil || off.Median.EGGBPD != nil || off.Neurons[0].NaturalBPD != nil || off.Neurons[0].EGGBPD != nil {
+		t.Errorf("naturalness off, yet meni.json has %+v", off)
+	}
+	if _, err := os.Stat(filepath.Join(o.out, "sweep.html")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("naturalness off, yet sweep.html is there (%v)", err)
+	}
+	if strings.Contains(stdout.String(), "bits/dim") {
+		t.Errorf("naturalness off, yet the table has bits/dim:\n%s", stdout.String())
+	}
+}
+
+// checkMENINaturalness checks the naturalness of a meni run: finite bits/dim for every
+// image, medians that are the medians of the per-neuron values, EGG images kept in the
+// prior's space that make the run's model inputs, scores equal to scoring the images
+// afresh, and the sweep page.
+func checkMENINaturalness(t *testing.T, o *meniOptions, sum meniSummary) {
+	t.Helper()
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) && v > 0 }
+	if sum.Naturalness == nil || sum.Naturalness.Steps != 6 || sum.Naturalness.Timesteps != 1000 || len(sum.Naturalness.Evaluated) != 6 {
+		t.Fatalf("naturalness settings %+v", sum.Naturalness)
+	}
+	var best, top []float64
+	perScale := map[string][]float64{}
+	for _, l := range sum.Neurons {
+		if l.NaturalBPD == nil || len(l.NaturalTopBPD) != o.top || *l.NaturalBPD != l.NaturalTopBPD[0] {
+			t.Errorf("neuron %d: natural bits/dim %v, top %v", l.Neuron, l.NaturalBPD, l.NaturalTopBPD)
+			continue
+		}
+		best = append(best, *l.NaturalBPD)
+		for _, v := range l.NaturalTopBPD {
+			if !finite(v) {
+				t.Errorf("neuron %d: natural bits/dim %v", l.Neuron, v)
+			}
+			top = append(top, v)
+		}
+		for _, sc := range sum.Scales {
+			v, ok := l.EGGBPD[sc]
+			if !ok || !finite(v) {
+				t.Errorf("neuron %d scale %s: EGG bits/dim %v (%v)", l.Neuron, sc, v, ok)
+			}
+			perScale[sc] = append(perScale[sc], v)
+		}
+	}
+	medianOf := func(v []float64) float64 { m, _ := medianF64(v); return m }
+	if sum.Median.NaturalBPD == nil || *sum.Median.NaturalBPD != medianOf(best) ||
+		sum.Median.NaturalTopBPD == nil || *sum.Median.NaturalTopBPD != medianOf(top) {
+		t.Errorf("natural medians %v, %v; want %v, %v", sum.Median.NaturalBPD, sum.Median.NaturalTopBPD, medianOf(best), medianOf(top))
+	}
+	for _, sc := range sum.Scales {
+		if got, want := sum.Median.EGGBPD[sc], medianOf(perScale[sc]); got != want || len(perScale[sc]) != 2 {
+			t.Errorf("scale %s: median %v bits/dim; the median of %v is %v", sc, got, perScale[sc], want)
+		}
+	}
+
+	// The kept images are the EGG images, and their scores are their naturalness.
+	dev := tensor.CPU(2)
+	unet, _, err := o.prior.load(dev, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := meniFullSchedule(o.prior, unet.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	est, err := naturalness.New(unet, full, naturalness.Config{Steps: o.natSteps, Seed: o.natSeed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := energy.Transform{Height: 20, Width: 20, Norm: o.norm}
+	for _, l := range sum.Neurons {
+		for _, sc := range sum.Scales {
+			dir := filepath.Join(o.out, "scale_"+sc)
+			x0, err := readX0(filepath.Join(dir, "x0", fmt.Sprintf("neuron_%05d.npy", l.Neuron)), 1, 16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameModelInput(dev, x0, 1, 16, tr, filepath.Join(dir, "egg", fmt.Sprintf("neuron_%05d.npy", l.Neuron))) {
+				t.Errorf("neuron %d scale %s: the kept image does not make the run's model input", l.Neuron, sc)
+			}
+			other := sum.Neurons[1-slices.Index([]int{0, 2}, l.Neuron)].Neuron
+			if sameModelInput(dev, x0, 1, 16, tr, filepath.Join(dir, "egg", fmt.Sprintf("neuron_%05d.npy", other))) {
+				t.Errorf("neuron %d scale %s: the kept image makes neuron %d's model input too", l.Neuron, sc, other)
+			}
+			if left, _ := filepath.Glob(filepath.Join(dir, "x0", "*_seed_*")); len(left) > 0 {
+				t.Errorf("scale %s: the other seeds' images are left: %v", sc, left)
+			}
+			v, err := est.BitsPerDim(context.Background(), naturalness.Quantize(tensor.FromSlice(dev, x0, 1, 1, 16, 16)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if math.Abs(v[0]-l.EGGBPD[sc]) > 1e-6*v[0] {
+				t.Errorf("neuron %d scale %s: %v bits/dim in meni.json, %v scored afresh", l.Neuron, sc, l.EGGBPD[sc], v[0])
+			}
+		}
+	}
+	nr, err := mei.ReadNatural(filepath.Join(o.out, "natural"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pool.Read(o.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := naturalness.FromUint8(dev, p.Patch(nr.Hits[1].Index), 1, p.Size, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, err = naturalness.Fit(x, 1, 16); err != nil {
+		t.Fatal(err)
+	}
+	v, err := est.BitsPerDim(context.Background(), naturalness.Quantize(x), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sum.Neurons[0].NaturalTopBPD[1]; math.Abs(v[0]-got) > 1e-6*v[0] {
+		t.Errorf("neuron 0, second natural image: %v bits/dim in meni.json, %v scored afresh", got, v[0])
+	}
+
+	page, err := os.ReadFile(filepath.Join(o.out, "sweep.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"EGG scale 1", "EGG scale 2", "natural (top 3)", "train activation", "bits/dim"} {
+		if !strings.Contains(string(page), w) {
+			t.Errorf("sweep.html lacks %q", w)
+		}
+	}
+	if n := strings.Count(string(page), "<svg"); n != 1 {
+		t.Errorf("sweep.html has %d plots; want 1 (train; no truth models)", n)
+	}
+	if n := strings.Count(string(page), `class="pt"`); n != 2*2+2*3 {
+		t.Errorf("sweep.html has %d points; want %d", n, 2*2+2*3)
 	}
 }
 
 func TestMENIErrors(t *testing.T) {
-	base := meniOptions{pool: "p.npz", train: "m.safetensors", neurons: "0", seeds: "0", scales: "1", norm: 50, top: 5, quiet: true}
+	base := meniOptions{pool: "p.npz", train: "m.safetensors", neurons: "0", seeds: "0", scales: "1", norm: 50, top: 5, quiet: true,
+		prior: priorOptions{weights: "prior.safetensors"}}
 	for _, c := range []struct {
 		name string
 		edit func(o *meniOptions)
 		want string
 	}{
-		{"no pool", func(o *meniOptions) { o.pool = "" }, "--pool is required"},
-		{"no train", func(o *meniOptions) { o.train = "" }, "--train is required"},
+		{"no pool, no defaults", func(o *meniOptions) { o.pool = "" }, "no --pool given and this egg was built without"},
+		{"no train, no defaults", func(o *meniOptions) { o.train = "" }, "no --train given and this egg was built without"},
 		{"top", func(o *meniOptions) { o.top = 0 }, "--top"},
 		{"scale", func(o *meniOptions) { o.scales = "1,x" }, "--scale"},
 		{"negative scale", func(o *meniOptions) { o.scales = "-1" }, "--scale"},
-		{"norm", func(o *meniOptions) { o.norm = 0 }, "--norm"},
+		{"norm", func(o *meniOptions) { o.norm = -1 }, "--norm"},
+		{"NaN norm", func(o *meniOptions) { o.norm = float32(math.NaN()) }, "--norm"},
+		{"one naturalness step", func(o *meniOptions) { o.natSteps = 1 }, "--naturalness-steps 1: want 0"},
+		{"negative naturalness steps", func(o *meniOptions) { o.natSteps = -5 }, "--naturalness-steps -5"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o := base
 			c.edit(&o)
-			err := runMENI(context.Background(), testGlobal, &o)
+			// Built-in defaults, were they used, are missing.
+			g := &globalOptions{threads: 2, defaults: func() (*models.Set, error) { return nil, models.ErrMissing }}
+			err := runMENI(context.Background(), g, &o)
 			var ue usageError
 			if err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error %v; want a usage error with %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestMENIDefaults runs egg meni with no model, prior or pool flags: the built-in
+// defaults fill them, with every role and the naturalness of every image.
+func TestMENIDefaults(t *testing.T) {
+	if !models.Available() {
+		t.Skip("this build has no built-in defaults (scripts/build-defaults.sh)")
+	}
+	set, err := models.Install(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &globalOptions{threads: 2, defaults: func() (*models.Set, error) { return set, nil }}
+	o := &meniOptions{neurons: "5", seeds: "0", scales: "1,4", gradNorm: "sample", top: 2, batchSize: 4, out: t.TempDir(), quiet: true,
+		natSteps: 3, prior: priorOptions{steps: "2", noiseSchedule: "linear", diffSteps: 1000}, stdout: io.Discard}
+	if err := runMENI(context.Background(), g, o); err != nil {
+		t.Fatal(err)
+	}
+	var sum meniSummary
+	if b, err := os.ReadFile(filepath.Join(o.out, "meni.json")); err != nil || json.Unmarshal(b, &sum) != nil {
+		t.Fatalf("reading meni.json: %v", err)
+	}
+	if sum.Pool != set.Pool || strings.Join(sum.Roles, ",") != "train,within,cross,truth" || len(sum.Models["prior"]) != 1 {
+		t.Errorf("pool %s, roles %v, models %v", sum.Pool, sum.Roles, sum.Models)
+	}
+	l := sum.Neurons[0]
+	if l.NaturalBPD == nil || len(l.EGGBPD) != 2 || len(l.EGG["4"]) != 4 {
+		t.Errorf("neuron line %+v", l)
+	}
+	page, err := os.ReadFile(filepath.Join(o.out, "sweep.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(page), "<svg"); n != 2 {
+		t.Errorf("sweep.html has %d plots; want 2 (train and truth)", n)
 	}
 }

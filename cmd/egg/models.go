@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"math"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -9,8 +12,140 @@ import (
 	"egg/checkpoint"
 	"egg/encoder"
 	"egg/mei"
+	"egg/models"
 	"egg/tensor"
 )
+
+// builtin installs (or finds installed) egg's built-in defaults.
+func (g *globalOptions) builtin() (*models.Set, error) {
+	if g != nil && g.defaults != nil {
+		return g.defaults()
+	}
+	return models.Install("")
+}
+
+// defaultFlags points at the flags of a command that egg's built-in defaults can fill;
+// a nil field is a flag the command does not have (or does not need now, like the
+// prior of a gradient-ascent run).
+type defaultFlags struct {
+	// Train, Within, Cross and Truth are the model roles (comma-separated files).
+	Train, Within, Cross, Truth *string
+	// Prior is the diffusion prior's options.
+	Prior *priorOptions
+	// Pool is an image pool (.npz from egg pool).
+	Pool *string
+}
+
+// applyDefaults fills the flags of f that the user left empty from egg's built-in
+// defaults (package models), logging one line per group filled through logf:
+//
+//   - the roles, when Train is empty: train is the attention-1 ensemble, and each of
+//     Within, Cross and Truth that is empty becomes attention-2, gaussian-1 and the
+//     simulated V4 population (the ground truth) — the paper's roles (models.Set.Roles);
+//   - the prior, when Prior names no --weights, --preset or --config: the built-in
+//     32x32 gray prior, whose file describes its UNet and process;
+//   - the pool, when Pool is empty: the built-in pool of natural patches.
+//
+// It returns the installed set, or nil when it filled nothing. When this build has no
+// defaults and something needs filling, the error is a usage error of one line that
+// names the missing flags and scripts/build-defaults.sh.
+func applyDefaults(g *globalOptions, f defaultFlags, logf func(format string, a ...any)) (*models.Set, error) {
+	roles := f.Train != nil && *f.Train == ""
+	prior := f.Prior != nil && f.Prior.weights == "" && f.Prior.preset == "" && f.Prior.configFile == ""
+	pool := f.Pool != nil && *f.Pool == ""
+	if !roles && !prior && !pool {
+		return nil, nil
+	}
+	set, err := g.builtin()
+	if err != nil {
+		var missing []string
+		if roles {
+			missing = append(missing, "--train")
+		}
+		if prior {
+			missing = append(missing, "--weights")
+		}
+		if pool {
+			missing = append(missing, "--pool")
+		}
+		err = fmt.Errorf("no %s given and %w", strings.Join(missing, ", "), err)
+		if errors.Is(err, models.ErrMissing) {
+			return nil, usageError{err}
+		}
+		return nil, err
+	}
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if roles {
+		train, within, cross := set.Roles()
+		*f.Train = strings.Join(train, ",")
+		filled := []string{fmt.Sprintf("train %s (%d models)", models.AttentionA1, len(train))}
+		for _, r := range []struct {
+			flag  *string
+			files []string
+			what  string
+		}{
+			{f.Within, within, fmt.Sprintf("within %s (%d models)", models.AttentionA2, len(within))},
+			{f.Cross, cross, fmt.Sprintf("cross %s (%d models)", models.GaussianB1, len(cross))},
+			{f.Truth, []string{set.Truth}, "truth the simulated V4 population"},
+		} {
+			if r.flag != nil && *r.flag == "" {
+				*r.flag = strings.Join(r.files, ",")
+				filled = append(filled, r.what)
+			}
+		}
+		logf("no --train: using egg's built-in digital twins of 100 simulated V4 neurons: %s, from %s", strings.Join(filled, ", "), set.Dir)
+	}
+	if prior {
+		f.Prior.weights = set.Prior
+		logf("no --weights: using egg's built-in diffusion prior of 32x32 gray natural patches, %s", set.Prior)
+	}
+	if pool {
+		*f.Pool = set.Pool
+		logf("no --pool: using egg's built-in pool of natural patches, %s", set.Pool)
+	}
+	return set, nil
+}
+
+// Paper values of the L2 norm of the model input at its 100x100 input size
+// (egg-method.md section 4).
+const (
+	paperNormMEI   = 25 // MEIs (EGG and GA)
+	paperNormMENI  = 50 // most exciting natural images
+	paperNormRecon = 60 // reconstructions
+)
+
+// scaledNorm returns the L2 norm of an h x w model input with the same per-pixel RMS
+// as norm paper at the paper's 100x100: paper * sqrt(h*w) / 100.
+func scaledNorm(paper float64, h, w int) float32 {
+	return float32(paper * math.Sqrt(float64(h*w)) / 100)
+}
+
+// resolveNorm returns norm when the user set it (> 0), else the paper's value scaled
+// to an h x w input (scaledNorm), logging it; a negative norm is a usage error.
+func resolveNorm(norm float32, paper float64, h, w int, logf func(format string, a ...any)) (float32, error) {
+	if norm < 0 || math.IsNaN(float64(norm)) {
+		return 0, usagef("--norm %v: want a positive L2 norm (or 0 for the paper's, scaled to the input size)", norm)
+	}
+	if norm > 0 {
+		return norm, nil
+	}
+	c := scaledNorm(paper, h, w)
+	if logf != nil {
+		logf("no --norm: L2 norm of the %dx%d model input %.4g (the paper's %g at 100x100, scaled to the same per-pixel RMS)", h, w, c, paper)
+	}
+	return c, nil
+}
+
+// stderrLog returns a logf that prints lines to stderr, or nothing when quiet.
+func stderrLog(quiet bool) func(format string, a ...any) {
+	return func(format string, a ...any) {
+		if !quiet {
+			fmt.Fprintf(os.Stderr, format+"\n", a...)
+		}
+	}
+}
 
 // loadEnsemble loads the comma-separated model files of one role as one model (an
 // ensemble when there are several) and hashes them for provenance.

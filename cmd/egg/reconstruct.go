@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -17,7 +18,9 @@ import (
 	"egg/dataset"
 	"egg/encoder"
 	"egg/mei"
+	"egg/models"
 	"egg/npy"
+	"egg/pool"
 	"egg/recon"
 	"egg/tensor"
 )
@@ -26,6 +29,7 @@ import (
 type reconstructOptions struct {
 	train, within, cross string
 	targets              string // .npz with an images array
+	targetPool           string // set by the defaults: an egg pool whose validation patches are the targets
 	data, tier           string
 	images               string
 	recorded             bool
@@ -70,14 +74,23 @@ responses) on the --train, --within and --cross models. Outputs in --out:
 target_<id>.png (target | EGG | GD), target_<id>_{target,egg,gd}.npy, target_<id>.json
 and summary.json (medians per method and role). Finished targets are not recomputed.
 
+Built-in defaults: without --train, egg uses its digital twins of 100 simulated V4
+neurons for every role left empty (train: attention ensemble 1, within: attention
+ensemble 2, cross: Gaussian-readout ensemble 1); without --weights/--preset/--config,
+the built-in 32x32 prior; without --targets and --data, the validation patches of the
+built-in pool. Without --norm the L2 norm is the paper's 60 at 100x100 scaled to the
+same per-pixel RMS: 60*sqrt(H*W)/100 (19.2 for 32x32 inputs). One log line says each
+choice.
+
 Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
-		Example: `  egg reconstruct --train m1.safetensors --within m2.safetensors --cross r1.safetensors \
+		Example: `  egg reconstruct --images 0-7 --steps 100 --out recon/    # the built-in defaults
+  egg reconstruct --train m1.safetensors --within m2.safetensors --cross r1.safetensors \
       --data data.npz --tier test --images 0-7 --weights prior.safetensors --out recon/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runReconstruct(cmd.Context(), g, o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.train, "train", "", "model file(s) whose responses are matched (comma-separated: an ensemble)")
+	f.StringVar(&o.train, "train", "", "model file(s) whose responses are matched (comma-separated: an ensemble; default: the built-in twins)")
 	f.StringVar(&o.within, "within", "", "held-out model file(s) of the same architecture")
 	f.StringVar(&o.cross, "cross", "", "model file(s) of another architecture")
 	f.StringVar(&o.targets, "targets", "", `target images: an .npz file with an "images" array`)
@@ -86,7 +99,7 @@ Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
 	f.StringVar(&o.images, "images", "0-7", `targets: "all", or positions and ranges like 0,3,5-9`)
 	f.BoolVar(&o.recorded, "recorded", false, "match the recorded responses of --data (else the --train model's responses)")
 	f.Float64Var(&o.scale, "scale", 0, "EGG energy scale (default 2, or 1 with --recorded)")
-	f.Float32Var(&o.norm, "norm", 60, "L2 norm of the model input (EGG before the clip, and GD)")
+	f.Float32Var(&o.norm, "norm", 0, "L2 norm of the model input, EGG before the clip and GD (0: the paper's 60 at 100x100, scaled: 60*sqrt(H*W)/100)")
 	f.StringVar(&o.clip, "clip", "-1.7,1.9", `clip range of the EGG model input, "lo,hi" or "none"`)
 	f.IntVar(&o.gdSteps, "gd-steps", 5000, "GD steps at most")
 	f.Float64Var(&o.gdLR, "gd-lr", 0.05, "GD AdamW learning rate")
@@ -121,17 +134,14 @@ func runReconstruct(ctx context.Context, g *globalOptions, o *reconstructOptions
 	if stdout == nil {
 		stdout = os.Stdout
 	}
-	if o.train == "" {
-		return usagef("--train is required: the model file(s) whose responses are matched")
-	}
-	if (o.targets == "") == (o.data == "") {
-		return usagef("give --targets images.npz or --data D (with --tier), not both and not neither")
+	if o.targets != "" && o.data != "" {
+		return usagef("give --targets images.npz or --data D (with --tier), not both")
 	}
 	if o.recorded && o.data == "" {
 		return usagef("--recorded needs --data: the recorded responses come from the data set")
 	}
-	if !(o.norm > 0) {
-		return usagef("--norm %v: want a positive norm", o.norm)
+	if o.norm < 0 || math.IsNaN(float64(o.norm)) {
+		return usagef("--norm %v: want a positive norm (or 0 for the paper's, scaled to the input size)", o.norm)
 	}
 	if o.gdSteps < 0 || !(o.gdLR > 0) {
 		return usagef("--gd-steps %d, --gd-lr %v: want steps >= 0 and a positive learning rate", o.gdSteps, o.gdLR)
@@ -150,6 +160,23 @@ func runReconstruct(ctx context.Context, g *globalOptions, o *reconstructOptions
 			scale = 1
 		}
 	}
+	logf := stderrLog(o.quiet)
+	builtin, err := applyDefaults(g, defaultFlags{Train: &o.train, Within: &o.within, Cross: &o.cross, Prior: &o.prior}, logf)
+	if err != nil {
+		return err
+	}
+	if o.targets == "" && o.data == "" && o.targetPool == "" {
+		if builtin == nil {
+			if builtin, err = g.builtin(); err != nil {
+				if errors.Is(err, models.ErrMissing) {
+					return usagef("give --targets images.npz or --data D (with --tier): %v", err)
+				}
+				return err
+			}
+		}
+		o.targetPool = builtin.Pool
+		logf("no --targets or --data: reconstructing the validation patches of egg's built-in pool, %s", builtin.Pool)
+	}
 	dev := tensor.CPU(g.threads)
 	set, train, err := loadModelSet(dev, o.train, o.within, o.cross, "")
 	if err != nil {
@@ -158,21 +185,25 @@ func runReconstruct(ctx context.Context, g *globalOptions, o *reconstructOptions
 	models := recon.Models{Train: set.Train, Within: set.Within, Cross: set.Cross, Files: set.Files}
 	shape := inputShape(train)
 	ih, iw := shape[1], shape[2]
+	norm, err := resolveNorm(o.norm, paperNormRecon, ih, iw, logf)
+	if err != nil {
+		return err
+	}
 	targets, source, err := loadReconTargets(dev, o, train, ih, iw)
 	if err != nil {
 		return err
 	}
-	unet, sched, err := o.prior.load(dev, true)
+	denoiser, unet, sched, err := o.prior.loadDenoiser(dev, true)
 	if err != nil {
 		return err
 	}
-	prior := &recon.Prior{Denoiser: unet, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
+	prior := &recon.Prior{Denoiser: denoiser, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
 	if h, err := checkpoint.FileSHA256(o.prior.weights); err == nil {
 		models.Files["prior"] = []mei.FileHash{{Path: o.prior.weights, SHA256: h}}
 	}
 	gd := recon.DefaultGD()
-	gd.MaxSteps, gd.LR, gd.BlurSigma, gd.Norm = o.gdSteps, o.gdLR, o.gdBlur, o.norm
-	s := recon.Settings{Source: source, Recorded: o.recorded, Scale: scale, Steps: sched.NumTimesteps, Norm: o.norm,
+	gd.MaxSteps, gd.LR, gd.BlurSigma, gd.Norm = o.gdSteps, o.gdLR, o.gdBlur, norm
+	s := recon.Settings{Source: source, Recorded: o.recorded, Scale: scale, Steps: sched.NumTimesteps, Norm: norm,
 		ClipLo: lo, ClipHi: hi, PriorName: o.prior.weights, Seed: o.seed, BatchSize: max(1, o.batchSize),
 		InputH: ih, InputW: iw, GD: gd}
 	bar := progressbar.NewOptions(len(targets.IDs),
@@ -200,7 +231,25 @@ func loadReconTargets(dev *tensor.Device, o *reconstructOptions, train encoder.M
 	var d *dataset.Dataset
 	var trials []int
 	var source string
-	if o.targets != "" {
+	switch {
+	case o.targetPool != "":
+		p, err := pool.Read(o.targetPool)
+		if err != nil {
+			return t, "", err
+		}
+		idx := p.Indices(pool.Validation)
+		if len(idx) == 0 {
+			return t, "", fmt.Errorf("the pool %s has no validation patches to reconstruct; give --targets or --data", o.targetPool)
+		}
+		n, c, h, w = len(idx), 1, p.Size, p.Size
+		pixels = make([]float32, 0, n*h*w)
+		for _, i := range idx {
+			for _, v := range p.Patch(i) {
+				pixels = append(pixels, float32(v))
+			}
+		}
+		source = o.targetPool + ":" + pool.Validation
+	case o.targets != "":
 		arrs, err := npy.ReadNPZ(o.targets)
 		if err != nil {
 			return t, "", err
@@ -221,7 +270,7 @@ func loadReconTargets(dev *tensor.Device, o *reconstructOptions, train encoder.M
 			return t, "", fmt.Errorf("%s: %w", o.targets, err)
 		}
 		source = o.targets
-	} else {
+	default:
 		var err error
 		d, err = dataset.Load(o.data, func(f string, a ...any) {
 			if !o.quiet {

@@ -170,7 +170,7 @@ func TestReconstructCommand(t *testing.T) {
 
 	t.Run("usage", func(t *testing.T) {
 		for _, mod := range []func(o *reconstructOptions){
-			func(o *reconstructOptions) { o.train = "" },
+			func(o *reconstructOptions) { o.norm = -1 },
 			func(o *reconstructOptions) { o.targets = "x.npz" },
 			func(o *reconstructOptions) { o.data = ""; o.targets = "x.npz"; o.recorded = true },
 			func(o *reconstructOptions) { o.clip = "2,1" },

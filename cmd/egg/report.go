@@ -26,7 +26,10 @@ that needs nothing else: the run's settings and model files (with their SHA-256)
 summary per method (median and mean activation per role, seconds per MEI), the EGG
 against gradient-ascent comparison when the run has both (scatter plots per role with
 y = x and the Huber slope, the Wilcoxon test, time per MEI), and one row per neuron with
-its MEIs, their activations and the EGG energy over the diffusion steps. Images are
+its MEIs, their activations and the EGG energy over the diffusion steps. When the run
+folder has a natural/ subfolder (egg demo writes one: the pool patches that drive each
+neuron most, as mei.WriteNatural writes them), each row also shows the neuron's top
+natural images and the activations of the best one. Images are
 embedded, plots are inline SVG; the page has no scripts and no links.
 
 Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,

@@ -37,12 +37,18 @@ func newSampleCmd(g *globalOptions) *cobra.Command {
 		Long: `sample draws images from a guided-diffusion (ADM) model without guidance and writes
 them as PNG files (sample_00000.png, ...) and a grid (grid.png) into --out.
 
+Without --weights, --preset and --config it samples egg's built-in prior (32x32 gray
+natural image patches; one log line names its file). --clip-x0 auto clips the x0
+prediction to [-1, 1] at every step for priors with an ill-conditioned first step, such
+as the cosine schedule of egg's own priors.
+
 Sample k is drawn from its own random stream (seed, k), so the same seed gives the same
 images whatever the batch size. Grayscale models write grayscale PNGs.
 
 Exit status: 0 on success, 1 when sampling failed, 2 on a usage error.`,
-		Example: `  egg sample --weights 256x256_diffusion_uncond.pt --preset 256x256_diffusion_uncond --steps 100 --n 4 --out samples/`,
-		Args:    cobra.NoArgs,
+		Example: `  egg sample --n 16 --out samples/    # the built-in prior
+  egg sample --weights 256x256_diffusion_uncond.pt --preset 256x256_diffusion_uncond --steps 100 --n 4 --out samples/`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSample(cmd.Context(), g, o)
 		},
@@ -70,8 +76,11 @@ func runSample(ctx context.Context, g *globalOptions, o *sampleOptions) error {
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return fmt.Errorf("cannot create the output folder: %w", err)
 	}
+	if _, err := applyDefaults(g, defaultFlags{Prior: &o.prior}, stderrLog(o.quiet)); err != nil {
+		return err
+	}
 	dev := tensor.CPU(g.threads)
-	unet, s, err := o.prior.load(dev, false)
+	denoiser, unet, s, err := o.prior.loadDenoiser(dev, false)
 	if err != nil {
 		return err
 	}
@@ -101,7 +110,7 @@ func runSample(ctx context.Context, g *globalOptions, o *sampleOptions) error {
 			}
 		}
 		xT := guidance.Noise(dev, rngs, n, c, size, size)
-		res := guidance.Unguided(unet, s, xT, rngs, labels, o.sampler == "ddim", o.eta, func(guidance.Step) {
+		res := guidance.Unguided(denoiser, s, xT, rngs, labels, o.sampler == "ddim", o.eta, func(guidance.Step) {
 			bar.Add(n)
 		})
 		data := res.Sample.Data()
