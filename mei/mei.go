@@ -35,6 +35,7 @@ import (
 	"egg/guidance"
 	"egg/imageio"
 	"egg/npy"
+	"egg/stats"
 	"egg/tensor"
 )
 
@@ -399,7 +400,7 @@ func summarise(method string, recs []Record) Summary {
 			}
 		}
 		if len(v) > 0 {
-			s.Median[role] = float32(median(v))
+			s.Median[role] = float32(stats.Median(v))
 			s.Mean[role] = float32(mean(v))
 		}
 	}
@@ -408,19 +409,9 @@ func summarise(method string, recs []Record) Summary {
 		secs = append(secs, r.Seconds/float64(max(1, len(r.SeedTrain))))
 	}
 	if len(secs) > 0 {
-		s.SecondsPerMEI = median(secs)
+		s.SecondsPerMEI = stats.Median(secs)
 	}
 	return s
-}
-
-func median(v []float64) float64 {
-	v = slices.Clone(v)
-	slices.Sort(v)
-	n := len(v)
-	if n%2 == 1 {
-		return v[n/2]
-	}
-	return (v[n/2-1] + v[n/2]) / 2
 }
 
 func mean(v []float64) float64 {

@@ -24,7 +24,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"time"
 
@@ -33,6 +32,7 @@ import (
 	"egg/imageio"
 	"egg/mei"
 	"egg/npy"
+	"egg/stats"
 	"egg/tensor"
 )
 
@@ -464,7 +464,7 @@ func Summarise(s Settings, recs []Record) Summary {
 		}
 	}
 	if len(steps) > 0 {
-		sum.MedianSteps = median(steps)
+		sum.MedianSteps = stats.Median(steps)
 	}
 	for _, meth := range Methods {
 		for _, pair := range []struct {
@@ -485,19 +485,9 @@ func Summarise(s Settings, recs []Record) Summary {
 				if pair.dst[meth] == nil {
 					pair.dst[meth] = map[string]float32{}
 				}
-				pair.dst[meth][role] = float32(median(v))
+				pair.dst[meth][role] = float32(stats.Median(v))
 			}
 		}
 	}
 	return sum
-}
-
-func median(v []float64) float64 {
-	v = slices.Clone(v)
-	slices.Sort(v)
-	n := len(v)
-	if n%2 == 1 {
-		return v[n/2]
-	}
-	return (v[n/2-1] + v[n/2]) / 2
 }

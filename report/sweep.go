@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"strings"
 
 	"egg/imageio"
+	"egg/stats"
 )
 
 // SweepPoint is one image of an energy-scale sweep (egg meni): the neuron it was made
@@ -136,20 +136,6 @@ func sweepXY(sr SweepSeries, role string) (x, y []float64, neurons []int, droppe
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
-// sweepMedian is the median of v, NaN for none.
-func sweepMedian(v []float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	v = slices.Clone(v)
-	slices.Sort(v)
-	n := len(v)
-	if n%2 == 1 {
-		return v[n/2]
-	}
-	return (v[n/2-1] + v[n/2]) / 2
-}
-
 // sweepPlot draws activation (y) against bits per dimension (x) for role.
 func sweepPlot(series []SweepSeries, role string) string {
 	const pw, ph, left, bottom, pad, legendW = 320.0, 260.0, 52.0, 38.0, 10.0, 150.0
@@ -210,7 +196,7 @@ func sweepPlot(series []SweepSeries, role string) string {
 			}
 		}
 		if len(x) > 0 && !sr.Natural {
-			eggMedians = append(eggMedians, med{sweepMedian(x), sweepMedian(y)})
+			eggMedians = append(eggMedians, med{stats.Median(x), stats.Median(y)})
 		}
 	}
 	if len(eggMedians) > 1 {
@@ -225,7 +211,7 @@ func sweepPlot(series []SweepSeries, role string) string {
 		if len(x) == 0 {
 			continue
 		}
-		mx, my := sweepMedian(x), sweepMedian(y)
+		mx, my := stats.Median(x), stats.Median(y)
 		tip := fmt.Sprintf("%s, median of %d: %s bits/dim, %s activation %s", sr.Name, len(x), num(mx), role, num(my))
 		col := sweepColour(series, k)
 		if sr.Natural {
@@ -279,10 +265,10 @@ func sweepTable(s Sweep) string {
 			}
 		}
 		fmt.Fprintf(&b, `<tr><td><span class="swatch" style="background:%s"></span>%s</td><td>%d</td><td>%s</td>`,
-			sweepColour(s.Series, k), esc(sr.Name), len(sr.Points), num(sweepMedian(bpd)))
+			sweepColour(s.Series, k), esc(sr.Name), len(sr.Points), num(stats.Median(bpd)))
 		for _, r := range s.Roles {
 			_, y, _, _ := sweepXY(sr, r)
-			fmt.Fprintf(&b, "<td>%s</td>", num(sweepMedian(y)))
+			fmt.Fprintf(&b, "<td>%s</td>", num(stats.Median(y)))
 		}
 		fmt.Fprintf(&b, "<td>%d</td></tr>\n", dropped)
 	}

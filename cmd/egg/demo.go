@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"egg/pool"
 	"egg/report"
 	"egg/simulate"
+	"egg/stats"
 	"egg/tensor"
 )
 
@@ -485,7 +485,7 @@ func summariseDemo(neurons []int, kinds map[int]string, sums map[string]mei.Summ
 			if len(v) == 0 {
 				continue
 			}
-			m := medianOf(v)
+			m := stats.Median(v)
 			switch r {
 			case "train":
 				st.Train = &m
@@ -508,17 +508,6 @@ func summariseDemo(neurons []int, kinds map[int]string, sums map[string]mei.Summ
 		s.TimeRatio = ga / egg
 	}
 	return s
-}
-
-// medianOf returns the median of v (not empty).
-func medianOf(v []float64) float64 {
-	v = slices.Clone(v)
-	slices.Sort(v)
-	n := len(v)
-	if n%2 == 1 {
-		return v[n/2]
-	}
-	return (v[n/2-1] + v[n/2]) / 2
 }
 
 // printDemoTable prints the medians over neurons: one row per method and one for the

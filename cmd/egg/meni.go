@@ -34,6 +34,7 @@ import (
 	"egg/pool"
 	"egg/priortrain"
 	"egg/report"
+	"egg/stats"
 	"egg/tensor"
 )
 
@@ -534,13 +535,7 @@ func medianF64(v []float64) (float64, bool) {
 	if len(v) == 0 {
 		return 0, false
 	}
-	v = slices.Clone(v)
-	slices.Sort(v)
-	k := len(v)
-	if k%2 == 1 {
-		return v[k/2], true
-	}
-	return (v[k/2-1] + v[k/2]) / 2, true
+	return stats.Median(v), true
 }
 
 // printMENITable prints the medians over neurons: one line for the natural images
