@@ -414,7 +414,7 @@ table.acts td, table.acts th { border: none; padding: 0 0.4em; font-size: 0.9em;
 pre { background: #f7f7f7; padding: 0.5em; font-size: 0.85em; overflow-x: auto; }
 code { font-size: 0.85em; }
 img.mei { width: 120px; height: 120px; image-rendering: pixelated; display: block; }
-img.natural { height: 120px; image-rendering: pixelated; display: block; }
+img.natural { height: 96px; image-rendering: pixelated; display: block; }
 .note { color: #666; font-size: 0.9em; }
 .plots { display: flex; flex-wrap: wrap; gap: 1em; }
 figure { margin: 0; } figcaption { font-size: 0.9em; text-align: center; }
