@@ -645,15 +645,7 @@ func meniFullSchedule(o priorOptions, cfg adm.Config) (*diffusion.Schedule, erro
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", o.weights, err)
 		}
-		if md != nil {
-			if po.noiseSchedule == "linear" && md.NoiseSchedule != "" {
-				po.noiseSchedule = md.NoiseSchedule
-			}
-			if po.diffSteps == 1000 && md.Steps != 0 {
-				po.diffSteps = md.Steps
-			}
-			po.predictX0 = po.predictX0 || md.PredictXStart
-		}
+		po.applyFileProcess(md)
 	}
 	return po.schedule(cfg, false)
 }

@@ -175,15 +175,7 @@ func (o *priorOptions) load(dev *tensor.Device, eggClamp bool) (*adm.UNet, *diff
 			return nil, nil, usagef("give --preset NAME or --config FILE to describe the UNet of %s (its file does not record one)", o.weights)
 		}
 		cfg = *mc
-		if md != nil {
-			if po.noiseSchedule == "linear" && md.NoiseSchedule != "" {
-				po.noiseSchedule = md.NoiseSchedule
-			}
-			if po.diffSteps == 1000 && md.Steps != 0 {
-				po.diffSteps = md.Steps
-			}
-			po.predictX0 = po.predictX0 || md.PredictXStart
-		}
+		po.applyFileProcess(md)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -197,6 +189,22 @@ func (o *priorOptions) load(dev *tensor.Device, eggClamp bool) (*adm.UNet, *diff
 	}
 	s, err := po.schedule(cfg, eggClamp)
 	return unet, s, err
+}
+
+// applyFileProcess gives the flags still at their defaults (--noise-schedule,
+// --diffusion-steps, --predict-xstart) the values of the process a prior file records
+// (egg.diffusion); md may be nil.
+func (o *priorOptions) applyFileProcess(md *priortrain.Diffusion) {
+	if md == nil {
+		return
+	}
+	if o.noiseSchedule == "linear" && md.NoiseSchedule != "" {
+		o.noiseSchedule = md.NoiseSchedule
+	}
+	if o.diffSteps == 1000 && md.Steps != 0 {
+		o.diffSteps = md.Steps
+	}
+	o.predictX0 = o.predictX0 || md.PredictXStart
 }
 
 func (o *priorOptions) schedule(cfg adm.Config, eggClamp bool) (*diffusion.Schedule, error) {
