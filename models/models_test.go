@@ -124,18 +124,6 @@ func TestManifestAndPoolHeldOut(t *testing.T) {
 	}
 }
 
-// zscored maps uint8 patches to a model's inputs.
-func zscored(dev *tensor.Device, pixels []uint8, n, size int, mean, std float32) *tensor.Tensor {
-	if std == 0 {
-		std = 1
-	}
-	v := make([]float32, len(pixels))
-	for i, p := range pixels {
-		v[i] = (float32(p) - mean) / std
-	}
-	return tensor.FromSlice(dev, v, n, 1, size, size)
-}
-
 // TestDefaultsPredict loads every embedded model and checks that the twins predict
 // the ground truth's responses to held-out natural patches.
 func TestDefaultsPredict(t *testing.T) {
@@ -150,12 +138,16 @@ func TestDefaultsPredict(t *testing.T) {
 	for _, i := range idx {
 		pix = append(pix, p.Patch(i)...)
 	}
+	v := make([]float32, len(pix))
+	for i, px := range pix {
+		v[i] = float32(px)
+	}
+	x := tensor.FromSlice(dev, v, len(idx), 1, p.Size, p.Size) // pixels; each model standardises them its way
 	truth, err := simulate.LoadOn(dev, s.Truth)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := truth.Config()
-	want := truth.Forward(zscored(dev, pix, len(idx), p.Size, tc.InputMean, tc.InputStd)).Data()
+	want := truth.Forward(truth.Config().Standardize(x)).Data()
 	nn := truth.Neurons()
 	for _, name := range []string{AttentionA1, AttentionA2, GaussianB1, GaussianB2} {
 		var members []encoder.Model
@@ -173,8 +165,7 @@ func TestDefaultsPredict(t *testing.T) {
 		if ens.Neurons() != nn {
 			t.Fatalf("%s predicts %d neurons, the ground truth has %d", name, ens.Neurons(), nn)
 		}
-		c := members[0].Config()
-		got := ens.Forward(zscored(dev, pix, len(idx), p.Size, c.InputMean, c.InputStd)).Data()
+		got := ens.Forward(members[0].Config().Standardize(x)).Data()
 		corr := make([]float64, nn)
 		for j := 0; j < nn; j++ {
 			a, b := make([]float64, len(idx)), make([]float64, len(idx))
