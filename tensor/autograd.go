@@ -48,7 +48,7 @@ func needs(in *Tensor) bool { return in != nil && in.ag != nil }
 // element (use BackwardWith for other seeds). The graph is consumed: a second
 // backward pass through it panics (recompute the forward pass).
 func (t *Tensor) Backward() {
-	if len(t.data) != 1 {
+	if t.Len() != 1 {
 		panic(fmt.Sprintf("tensor: Backward of a non-scalar of shape %v; use BackwardWith", t.shape))
 	}
 	t.BackwardWith(Full(t.dev, 1, t.shape...))
@@ -68,7 +68,7 @@ func (t *Tensor) BackwardWith(seed *Tensor) {
 		if s.grad == nil {
 			s.grad = grads.take(i)
 		} else {
-			addInto(s.grad.data, grads.gs[i].data)
+			addInto(s.grad.h(), grads.gs[i].h())
 		}
 	}
 }
@@ -79,7 +79,7 @@ func (t *Tensor) BackwardWith(seed *Tensor) {
 // graph is consumed.
 func Grad(out, seed *Tensor, wrt ...*Tensor) []*Tensor {
 	if seed == nil {
-		if len(out.data) != 1 {
+		if out.Len() != 1 {
 			panic(fmt.Sprintf("tensor: Grad of a non-scalar of shape %v needs a seed", out.shape))
 		}
 		seed = Full(out.dev, 1, out.shape...)
@@ -126,7 +126,7 @@ func (g *gradTable) take(i int) *Tensor {
 	t := g.gs[i]
 	if g.own[i] {
 		g.own[i] = false
-		return &Tensor{dev: t.dev, shape: t.shape, data: t.data}
+		return t.view(t.shape)
 	}
 	return t.Clone()
 }
@@ -152,7 +152,7 @@ func (g *gradTable) add(s *slot, grad *Tensor) {
 			g.gs[i] = g.gs[i].Clone()
 			g.own[i] = true
 		}
-		addInto(g.gs[i].data, grad.data)
+		addInto(g.gs[i].h(), grad.h())
 		return
 	}
 	g.index[s] = len(g.ss)

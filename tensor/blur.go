@@ -74,8 +74,8 @@ func GaussianBlur(x *Tensor, sigma float64) *Tensor {
 		tmp := d.scratch(hw)
 		defer d.release(tmp)
 		for p := lo; p < hi; p++ {
-			src := x.data[p*hw : (p+1)*hw]
-			dst := out.data[p*hw : (p+1)*hw]
+			src := x.h()[p*hw : (p+1)*hw]
+			dst := out.h()[p*hw : (p+1)*hw]
 			// Along H: tmp[o, :] = sum_t k[t] src[ih(o, t), :].
 			for o := 0; o < h; o++ {
 				row := tmp[o*w : (o+1)*w]
@@ -113,8 +113,8 @@ func GaussianBlur(x *Tensor, sigma float64) *Tensor {
 			tmp := d.scratch(hw)
 			defer d.release(tmp)
 			for p := lo; p < hi; p++ {
-				gp := g.data[p*hw : (p+1)*hw]
-				gi := gx.data[p*hw : (p+1)*hw]
+				gp := g.h()[p*hw : (p+1)*hw]
+				gi := gx.h()[p*hw : (p+1)*hw]
 				clear(tmp)
 				// Adjoint of the W pass (with the 1/Z).
 				for r := 0; r < h; r++ {
@@ -155,14 +155,14 @@ func ChangeNorm(x *Tensor, norm float32) *Tensor {
 	nb := x.shape[0]
 	per := 0
 	if nb > 0 {
-		per = len(x.data) / nb
+		per = x.Len() / nb
 	}
 	d := x.dev
 	l2 := make([]float32, nb)    // ||x[b]||
 	scale := make([]float32, nb) // norm / ||x[b]||
 	for b := range nb {
 		var s float64
-		for _, v := range x.data[b*per : (b+1)*per] {
+		for _, v := range x.h()[b*per : (b+1)*per] {
 			s += float64(v) * float64(v)
 		}
 		l2[b] = float32(math.Sqrt(s))
@@ -171,7 +171,7 @@ func ChangeNorm(x *Tensor, norm float32) *Tensor {
 	out := empty(d, x.shape...)
 	for b := range nb {
 		sb := scale[b]
-		o, in := out.data[b*per:(b+1)*per], x.data[b*per:(b+1)*per]
+		o, in := out.h()[b*per:(b+1)*per], x.h()[b*per:(b+1)*per]
 		for i, v := range in {
 			o[i] = v * sb
 		}
@@ -182,7 +182,7 @@ func ChangeNorm(x *Tensor, norm float32) *Tensor {
 		// per sample b.
 		gx := empty(d, x.shape...)
 		for b := range nb {
-			in, gb, o := x.data[b*per:(b+1)*per], g.data[b*per:(b+1)*per], gx.data[b*per:(b+1)*per]
+			in, gb, o := x.h()[b*per:(b+1)*per], g.h()[b*per:(b+1)*per], gx.h()[b*per:(b+1)*per]
 			var dot float64
 			for i, v := range in {
 				dot += float64(gb[i]) * float64(v)

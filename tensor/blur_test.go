@@ -60,9 +60,9 @@ func blurNaive(x *Tensor, sigma float64) []float64 {
 		}
 		return i
 	}
-	out := make([]float64, 0, len(x.data))
+	out := make([]float64, 0, x.Len())
 	for p := 0; p < n*c; p++ {
-		img := x.data[p*h*w:]
+		img := x.h()[p*h*w:]
 		for i := 0; i < h; i++ {
 			for j := 0; j < w; j++ {
 				var acc float64
@@ -136,16 +136,16 @@ func TestChangeNorm(t *testing.T) {
 	for b := 0; b < 3; b++ {
 		var s, sx float64
 		for i := b * per; i < (b+1)*per; i++ {
-			s += float64(y.data[i]) * float64(y.data[i])
-			sx += float64(x.data[i]) * float64(x.data[i])
+			s += float64(y.h()[i]) * float64(y.h()[i])
+			sx += float64(x.h()[i]) * float64(x.h()[i])
 		}
 		if math.Abs(math.Sqrt(s)-25) > 1e-4 {
 			t.Errorf("sample %d: norm %v, want 25", b, math.Sqrt(s))
 		}
 		// Same direction: y = x * 25/||x||.
 		for i := b * per; i < (b+1)*per; i++ {
-			if want := float64(x.data[i]) * 25 / math.Sqrt(sx); math.Abs(float64(y.data[i])-want) > 1e-5 {
-				t.Fatalf("y[%d] = %v, want %v", i, y.data[i], want)
+			if want := float64(x.h()[i]) * 25 / math.Sqrt(sx); math.Abs(float64(y.h()[i])-want) > 1e-5 {
+				t.Fatalf("y[%d] = %v, want %v", i, y.h()[i], want)
 			}
 		}
 	}
@@ -156,9 +156,9 @@ func TestChangeNormGrad(t *testing.T) {
 	for _, shape := range [][]int{{2, 1, 3, 4}, {3, 5}, {1, 2, 2, 2}} {
 		t.Run(fmt.Sprint(shape), func(t *testing.T) {
 			x := randT(rng, 0.2, 1.5, shape...)
-			for i := range x.data {
+			for i := range x.h() {
 				if rng.IntN(2) == 0 {
-					x.data[i] = -x.data[i]
+					x.h()[i] = -x.h()[i]
 				}
 			}
 			checkGrad(t, func(xs []*Tensor) *Tensor { return ChangeNorm(xs[0], 3) }, x)

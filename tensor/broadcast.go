@@ -139,5 +139,5 @@ func sumTo(g *Tensor, shape []int) *Tensor {
 		}
 	}
 	s := sumAxes(g, axes)
-	return &Tensor{dev: g.dev, shape: cloneInts(shape), data: s.data}
+	return s.view(cloneInts(shape))
 }

@@ -154,17 +154,20 @@ func Conv2D(x, w, bias *Tensor, o ConvOpts) *Tensor {
 		panic(fmt.Sprintf("tensor: Conv2D: bias %v for %d output channels", bias.shape, c.cout))
 	}
 	d := x.dev
+	if d.kern != nil && c.g == 1 {
+		return conv2DDev(x, w, bias, c)
+	}
 	out := empty(d, c.n, c.cout, c.ho, c.wo)
 	if c.depthwise {
-		c.depthwiseForward(d, x.data, w.data, out.data)
+		c.depthwiseForward(d, x.h(), w.h(), out.h())
 	} else {
-		c.forward(d, x.data, w.data, out.data)
+		c.forward(d, x.h(), w.h(), out.h())
 	}
 	if bias != nil {
 		d.parallel(c.n*c.cout, 8, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
-				b := bias.data[i%c.cout]
-				row := out.data[i*c.howo : (i+1)*c.howo]
+				b := bias.h()[i%c.cout]
+				row := out.h()[i*c.howo : (i+1)*c.howo]
 				for j := range row {
 					row[j] += b
 				}
@@ -187,17 +190,17 @@ func Conv2D(x, w, bias *Tensor, o ConvOpts) *Tensor {
 		if nx {
 			gx = New(d, xs...)
 			if c.depthwise {
-				c.depthwiseInputGrad(d, g.data, w.data, gx.data)
+				c.depthwiseInputGrad(d, g.h(), w.h(), gx.h())
 			} else {
-				c.inputGrad(d, g.data, w.data, gx.data)
+				c.inputGrad(d, g.h(), w.h(), gx.h())
 			}
 		}
 		if nw {
 			gw = New(d, ws...)
 			if c.depthwise {
-				c.depthwiseWeightGrad(d, x.data, g.data, gw.data)
+				c.depthwiseWeightGrad(d, x.h(), g.h(), gw.h())
 			} else {
-				c.weightGrad(d, x.data, g.data, gw.data)
+				c.weightGrad(d, x.h(), g.h(), gw.h())
 			}
 		}
 		if nb {
@@ -205,10 +208,10 @@ func Conv2D(x, w, bias *Tensor, o ConvOpts) *Tensor {
 			for n := 0; n < c.n; n++ {
 				for co := 0; co < c.cout; co++ {
 					var s float64
-					for _, v := range g.data[(n*c.cout+co)*c.howo : (n*c.cout+co+1)*c.howo] {
+					for _, v := range g.h()[(n*c.cout+co)*c.howo : (n*c.cout+co+1)*c.howo] {
 						s += float64(v)
 					}
-					gb.data[co] += float32(s)
+					gb.h()[co] += float32(s)
 				}
 			}
 		}

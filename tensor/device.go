@@ -8,14 +8,21 @@ import (
 	"egg/gemm"
 )
 
-// Device runs the kernels of the tensors that live on it. The CPU device splits
-// work over goroutines and multiplies matrices with its GEMM.
+// Device runs the kernels of the tensors that live on it. The CPU device keeps
+// tensors in host memory, splits work over goroutines and multiplies matrices
+// with its GEMM. An accelerated device (NewAccelerated) keeps them in an
+// Accelerator's memory and runs the ops it has kernels for there; the others run
+// on the host, as on the CPU device, on a copy.
 // A Device is safe for concurrent use.
 type Device struct {
 	gemm    gemm.Impl
 	serial  gemm.Impl
 	threads int
 	pool    bufferPool
+
+	acc  Accelerator // nil on the CPU
+	kern Kernels     // acc's kernels; nil when it has none
+	accelCounters
 }
 
 // NewCPU returns a CPU device that runs on threads goroutines (<= 0: all cores)
@@ -33,6 +40,27 @@ func NewCPU(g gemm.Impl, threads int) *Device {
 // call.
 func CPU(threads int) *Device { return NewCPU(gemm.New(1), threads) }
 
+// NewAccelerated returns a device that keeps tensors in acc's memory. Ops run on
+// acc when it implements Kernels and has a kernel for them; every other op runs
+// on the host with host's kernels (threads and GEMM), on a copy of its inputs.
+func NewAccelerated(acc Accelerator, host *Device) *Device {
+	d := &Device{gemm: host.gemm, serial: host.serial, threads: host.threads, acc: acc}
+	d.kern, _ = acc.(Kernels)
+	return d
+}
+
+// Accelerator returns the accelerator the device keeps tensors on, or nil for the
+// CPU.
+func (d *Device) Accelerator() Accelerator { return d.acc }
+
+// Sync waits until the device has finished every op issued so far (a no-op on
+// the CPU, whose ops finish before they return); for timing.
+func (d *Device) Sync() {
+	if d.acc != nil {
+		d.acc.Sync()
+	}
+}
+
 // Threads reports how many goroutines the device's kernels use.
 func (d *Device) Threads() int { return d.threads }
 
@@ -41,6 +69,9 @@ func (d *Device) GEMM() gemm.Impl { return d.gemm }
 
 // String names the device, for logs.
 func (d *Device) String() string {
+	if d.acc != nil {
+		return d.acc.Name()
+	}
 	return "cpu(" + d.gemm.Name() + ")"
 }
 

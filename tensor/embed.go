@@ -27,7 +27,7 @@ func TimestepEmbedding(dev *Device, t []float32, dim int, maxPeriod float64) *Te
 	}
 	out := New(dev, len(t), dim)
 	for k, tk := range t {
-		row := out.data[k*dim : (k+1)*dim]
+		row := out.h()[k*dim : (k+1)*dim]
 		for i, f := range freqs {
 			arg := float64(tk * f) // args = t[:, None].float() * freqs[None], float32
 			row[i] = float32(math.Cos(arg))

@@ -30,11 +30,11 @@ func AttentionPool(q, k, v, f *Tensor) (out, weights *Tensor) {
 	y := empty(d, nb, n, e) // pooled values, kept for the backward pass
 	out = empty(d, nb, n)
 	d.perItem(nb, func(b int, serial bool) {
-		a := att.data[b*n*s : (b+1)*n*s]
-		kb, vb := k.data[b*e*s:(b+1)*e*s], v.data[b*e*s:(b+1)*e*s]
-		yb := y.data[b*n*e : (b+1)*n*e]
+		a := att.h()[b*n*s : (b+1)*n*s]
+		kb, vb := k.h()[b*e*s:(b+1)*e*s], v.h()[b*e*s:(b+1)*e*s]
+		yb := y.h()[b*n*e : (b+1)*n*e]
 		// logits [N, S] = q [N, E] k_b [E, S]; softmax rows in place.
-		d.gemmInto(serial, false, false, n, s, e, 1, q.data, kb, 0, a)
+		d.gemmInto(serial, false, false, n, s, e, 1, q.h(), kb, 0, a)
 		d.rows(serial, n, max(1, 16384/max(s, 1)), func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				softmaxRowFast(a[r*s : (r+1)*s])
@@ -43,7 +43,7 @@ func AttentionPool(q, k, v, f *Tensor) (out, weights *Tensor) {
 		// y_b [N, E] = weights [N, S] v_b^T; out[b, n] = f[n] . y_b[n].
 		d.gemmInto(serial, false, true, n, e, s, 1, a, vb, 0, yb)
 		for r := 0; r < n; r++ {
-			out.data[b*n+r] = dot32(f.data[r*e:(r+1)*e], yb[r*e:(r+1)*e])
+			out.h()[b*n+r] = dot32(f.h()[r*e:(r+1)*e], yb[r*e:(r+1)*e])
 		}
 	})
 	weights = att
@@ -72,7 +72,7 @@ func AttentionPool(q, k, v, f *Tensor) (out, weights *Tensor) {
 					dq = make([]float32, n*e)
 				}
 				for b := lo; b < hi; b++ {
-					gb := g.data[b*n : (b+1)*n]
+					gb := g.h()[b*n : (b+1)*n]
 					var idx []int
 					for r, gr := range gb {
 						if gr != 0 {
@@ -83,22 +83,22 @@ func AttentionPool(q, k, v, f *Tensor) (out, weights *Tensor) {
 					if m == 0 {
 						continue
 					}
-					a := att.data[b*n*s : (b+1)*n*s]
-					kb, vb := k.data[b*e*s:(b+1)*e*s], v.data[b*e*s:(b+1)*e*s]
-					yb := y.data[b*n*e : (b+1)*n*e]
+					a := att.h()[b*n*s : (b+1)*n*s]
+					kb, vb := k.h()[b*e*s:(b+1)*e*s], v.h()[b*e*s:(b+1)*e*s]
+					yb := y.h()[b*n*e : (b+1)*n*e]
 					// Gather the rows that matter (all of them when m == n).
-					am, qm := a, q.data
+					am, qm := a, q.h()
 					if m < n {
 						am, qm = make([]float32, m*s), make([]float32, m*e)
 						for i, r := range idx {
 							copy(am[i*s:(i+1)*s], a[r*s:(r+1)*s])
-							copy(qm[i*e:(i+1)*e], q.data[r*e:(r+1)*e])
+							copy(qm[i*e:(i+1)*e], q.h()[r*e:(r+1)*e])
 						}
 					}
 					dy := make([]float32, m*e)
 					rowdot := make([]float64, m)
 					for i, r := range idx {
-						fr, yr := f.data[r*e:(r+1)*e], yb[r*e:(r+1)*e]
+						fr, yr := f.h()[r*e:(r+1)*e], yb[r*e:(r+1)*e]
 						var acc float64
 						for j := range fr {
 							dy[i*e+j] = gb[r] * fr[j]
@@ -107,7 +107,7 @@ func AttentionPool(q, k, v, f *Tensor) (out, weights *Tensor) {
 						rowdot[i] = acc
 					}
 					if needV {
-						d.gemmInto(serial, true, false, e, s, m, 1, dy, am, 0, gv.data[b*e*s:(b+1)*e*s])
+						d.gemmInto(serial, true, false, e, s, m, 1, dy, am, 0, gv.h()[b*e*s:(b+1)*e*s])
 					}
 					if !needK && !needQ {
 						continue
@@ -124,7 +124,7 @@ func AttentionPool(q, k, v, f *Tensor) (out, weights *Tensor) {
 						}
 					})
 					if needK {
-						d.gemmInto(serial, true, false, e, s, m, 1, qm, dl[:m*s], 0, gk.data[b*e*s:(b+1)*e*s])
+						d.gemmInto(serial, true, false, e, s, m, 1, qm, dl[:m*s], 0, gk.h()[b*e*s:(b+1)*e*s])
 					}
 					if needQ {
 						dqm := make([]float32, m*e)
@@ -150,20 +150,20 @@ func AttentionPool(q, k, v, f *Tensor) (out, weights *Tensor) {
 			}
 			sort.Ints(los) // a fixed order of summation
 			for _, lo := range los {
-				addInto(gq.data, partQ[lo])
+				addInto(gq.h(), partQ[lo])
 			}
 		}
 		if needs(f) {
 			gf = New(d, f.shape...)
 			for r := 0; r < n; r++ {
-				dst := gf.data[r*e : (r+1)*e]
+				dst := gf.h()[r*e : (r+1)*e]
 				acc := make([]float64, e)
 				for b := 0; b < nb; b++ {
-					gr := float64(g.data[b*n+r])
+					gr := float64(g.h()[b*n+r])
 					if gr == 0 {
 						continue
 					}
-					yr := y.data[(b*n+r)*e : (b*n+r+1)*e]
+					yr := y.h()[(b*n+r)*e : (b*n+r+1)*e]
 					for j, yv := range yr {
 						acc[j] += gr * float64(yv)
 					}

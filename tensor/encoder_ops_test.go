@@ -34,8 +34,8 @@ func TestAttentionPool(t *testing.T) {
 			rng := rand.New(rand.NewPCG(3, uint64(tc.b*100+tc.n)))
 			mk := func(need bool, shape ...int) *Tensor {
 				x := New(dev, shape...)
-				for i := range x.data {
-					x.data[i] = float32(rng.NormFloat64())
+				for i := range x.h() {
+					x.h()[i] = float32(rng.NormFloat64())
 				}
 				return x.SetRequiresGrad(need)
 			}
@@ -44,12 +44,12 @@ func TestAttentionPool(t *testing.T) {
 			out, w := AttentionPool(q, k, v, f)
 			qs := Expand(q, tc.b, tc.n, tc.e) // the reference needs batched queries
 			refOut, refW := attentionPoolRef(qs, k, v, f)
-			poolClose(t, "out", out.data, refOut.data, 1e-5)
-			poolClose(t, "weights", w.data, refW.data, 1e-6)
+			poolClose(t, "out", out.h(), refOut.h(), 1e-5)
+			poolClose(t, "weights", w.h(), refW.h(), 1e-6)
 			seed := New(dev, out.shape...)
-			for i := range seed.data {
+			for i := range seed.h() {
 				if !poolHas(tc.zeroRows, i%tc.n) {
-					seed.data[i] = float32(rng.NormFloat64())
+					seed.h()[i] = float32(rng.NormFloat64())
 				}
 			}
 			wrt := []*Tensor{}
@@ -61,7 +61,7 @@ func TestAttentionPool(t *testing.T) {
 			got := Grad(out, seed, wrt...)
 			want := Grad(refOut, seed, wrt...)
 			for i := range got {
-				poolClose(t, fmt.Sprintf("grad %d", i), got[i].data, want[i].data, 1e-5)
+				poolClose(t, fmt.Sprintf("grad %d", i), got[i].h(), want[i].h(), 1e-5)
 			}
 			if tc.threads == 2 {
 				checkGrad(t, func(xs []*Tensor) *Tensor { o, _ := AttentionPool(xs[0], xs[1], xs[2], xs[3]); return o }, q, k, v, f)

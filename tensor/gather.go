@@ -14,12 +14,12 @@ func Embedding(w *Tensor, ids []int) *Tensor {
 		if id < 0 || id >= v {
 			panic(fmt.Sprintf("tensor: Embedding: index %d out of range for %d rows", id, v))
 		}
-		copy(out.data[i*dim:(i+1)*dim], w.data[id*dim:(id+1)*dim])
+		copy(out.h()[i*dim:(i+1)*dim], w.h()[id*dim:(id+1)*dim])
 	}
 	return record(out, "Embedding", []*Tensor{w}, func(g *Tensor) []*Tensor {
 		gw := New(w.dev, w.shape...)
 		for i, id := range ids {
-			addInto(gw.data[id*dim:(id+1)*dim], g.data[i*dim:(i+1)*dim])
+			addInto(gw.h()[id*dim:(id+1)*dim], g.h()[i*dim:(i+1)*dim])
 		}
 		return []*Tensor{gw}
 	})
@@ -38,14 +38,14 @@ func Select(x *Tensor, ax int, idx []int) *Tensor {
 			if id < 0 || id >= n {
 				panic(fmt.Sprintf("tensor: Select: index %d out of range for axis %d of %v", id, ax, x.shape))
 			}
-			copy(out.data[(o*m+r)*inner:(o*m+r+1)*inner], x.data[(o*n+id)*inner:(o*n+id+1)*inner])
+			copy(out.h()[(o*m+r)*inner:(o*m+r+1)*inner], x.h()[(o*n+id)*inner:(o*n+id+1)*inner])
 		}
 	}
 	return record(out, "Select", []*Tensor{x}, func(g *Tensor) []*Tensor {
 		gx := New(x.dev, x.shape...)
 		for o := 0; o < outer; o++ {
 			for r, id := range idx {
-				addInto(gx.data[(o*n+id)*inner:(o*n+id+1)*inner], g.data[(o*m+r)*inner:(o*m+r+1)*inner])
+				addInto(gx.h()[(o*n+id)*inner:(o*n+id+1)*inner], g.h()[(o*m+r)*inner:(o*m+r+1)*inner])
 			}
 		}
 		return []*Tensor{gx}

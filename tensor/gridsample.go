@@ -66,8 +66,8 @@ func GridSample(x, grid *Tensor, alignCorners bool) *Tensor {
 	_, multY := gridUnnormalize(0, h, alignCorners)
 	pts := make([]gridPoint, n*p)
 	for i := range pts {
-		px, _ := gridUnnormalize(grid.data[2*i], w, alignCorners)
-		py, _ := gridUnnormalize(grid.data[2*i+1], h, alignCorners)
+		px, _ := gridUnnormalize(grid.h()[2*i], w, alignCorners)
+		py, _ := gridUnnormalize(grid.h()[2*i+1], h, alignCorners)
 		pts[i] = locate(px, py, w, h)
 	}
 	// at returns the pixel (xi, yi) of plane img, or 0 outside the image.
@@ -86,11 +86,11 @@ func GridSample(x, grid *Tensor, alignCorners bool) *Tensor {
 			e, s := 1-pt.w, 1-pt.n
 			nw, ne, sw, se := s*e, s*pt.w, pt.n*e, pt.n*pt.w
 			for ch := 0; ch < c; ch++ {
-				img := x.data[(b*c+ch)*hw : (b*c+ch+1)*hw]
+				img := x.h()[(b*c+ch)*hw : (b*c+ch+1)*hw]
 				// PyTorch's order of operations, with its fused multiply-adds.
 				v := fusedMulAdd32(at(img, pt.x0+1, pt.y0), ne, at(img, pt.x0, pt.y0)*nw)
 				v = fusedMulAdd32(at(img, pt.x0, pt.y0+1), sw, v)
-				out.data[(b*c+ch)*p+q] = fusedMulAdd32(at(img, pt.x0+1, pt.y0+1), se, v)
+				out.h()[(b*c+ch)*p+q] = fusedMulAdd32(at(img, pt.x0+1, pt.y0+1), se, v)
 			}
 		}
 	})
@@ -105,8 +105,8 @@ func GridSample(x, grid *Tensor, alignCorners bool) *Tensor {
 			d.parallel(n*c, 1, func(lo, hi int) {
 				for pl := lo; pl < hi; pl++ {
 					b := pl / c
-					img := gx.data[pl*hw : (pl+1)*hw]
-					gp := g.data[pl*p : (pl+1)*p]
+					img := gx.h()[pl*hw : (pl+1)*hw]
+					gp := g.h()[pl*p : (pl+1)*p]
 					add := func(xi, yi int, v float32) {
 						if xi >= 0 && xi < w && yi >= 0 && yi < h {
 							img[yi*w+xi] += v
@@ -149,15 +149,15 @@ func GridSample(x, grid *Tensor, alignCorners bool) *Tensor {
 					e, s := 1-pt.w, 1-pt.n
 					var dx, dy float32
 					for ch := 0; ch < c; ch++ {
-						img := x.data[(b*c+ch)*hw : (b*c+ch+1)*hw]
-						gv := g.data[(b*c+ch)*p+q]
+						img := x.h()[(b*c+ch)*hw : (b*c+ch+1)*hw]
+						gv := g.h()[(b*c+ch)*p+q]
 						vnw, vne := at(img, pt.x0, pt.y0), at(img, pt.x0+1, pt.y0)
 						vsw, vse := at(img, pt.x0, pt.y0+1), at(img, pt.x0+1, pt.y0+1)
 						dx = fusedMulAdd32(fusedMulAdd32(vse-vsw, pt.n, (vne-vnw)*s), gv, dx)
 						dy = fusedMulAdd32(fusedMulAdd32(vse-vne, pt.w, (vsw-vnw)*e), gv, dy)
 					}
-					ggrid.data[2*i] = dx * multX
-					ggrid.data[2*i+1] = dy * multY
+					ggrid.h()[2*i] = dx * multX
+					ggrid.h()[2*i+1] = dy * multY
 				}
 			})
 		}

@@ -73,15 +73,15 @@ func TestGridSampleIdentity(t *testing.T) {
 			for i := 0; i < h; i++ {
 				for j := 0; j < w; j++ {
 					k := ((b*h+i)*w + j) * 2
-					grid.data[k] = normCoord(float64(j), w, ac)
-					grid.data[k+1] = normCoord(float64(i), h, ac)
+					grid.h()[k] = normCoord(float64(j), w, ac)
+					grid.h()[k+1] = normCoord(float64(i), h, ac)
 				}
 			}
 		}
 		y := GridSample(x, grid, ac)
 		for i, v := range y.Data() {
-			if math.Abs(float64(v-x.data[i])) > 1e-5 {
-				t.Fatalf("ac=%v: y[%d] = %v, want %v", ac, i, v, x.data[i])
+			if math.Abs(float64(v-x.h()[i])) > 1e-5 {
+				t.Fatalf("ac=%v: y[%d] = %v, want %v", ac, i, v, x.h()[i])
 			}
 		}
 	}
@@ -125,14 +125,14 @@ func TestGridSampleGrad(t *testing.T) {
 				return float64(rng.IntN(size+3)-2) + 0.2 + 0.6*rng.Float64()
 			}
 			for k := 0; k < n*hg*wg; k++ {
-				grid.data[2*k] = normCoord(coord(w), w, ac)
-				grid.data[2*k+1] = normCoord(coord(h), h, ac)
+				grid.h()[2*k] = normCoord(coord(w), w, ac)
+				grid.h()[2*k+1] = normCoord(coord(h), h, ac)
 			}
 			// A few fixed points: fully outside, and straddling each border.
 			fixed := [][2]float64{{-1.5, 1.3}, {-0.5, 2.4}, {float64(w) - 0.6, 0.3}, {2.3, float64(h) - 0.7}, {float64(w) + 0.4, float64(h) + 0.5}}
 			for k, p := range fixed {
-				grid.data[2*k] = normCoord(p[0], w, ac)
-				grid.data[2*k+1] = normCoord(p[1], h, ac)
+				grid.h()[2*k] = normCoord(p[0], w, ac)
+				grid.h()[2*k+1] = normCoord(p[1], h, ac)
 			}
 			checkGrad(t, func(xs []*Tensor) *Tensor { return GridSample(xs[0], xs[1], ac) }, x, grid)
 		})

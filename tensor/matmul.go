@@ -111,23 +111,26 @@ func MatMulT(a, b *Tensor, ta, tb bool) *Tensor {
 	}
 	out := empty(a.dev, shape...)
 	d := a.dev
+	if d.kern != nil {
+		return matMulDev(a, b, out, ta, tb, m, n, k, batch, bs, shared)
+	}
 	sl := func(x []float32, size int) func(int) []float32 {
 		if size == 0 {
 			return func(int) []float32 { return x }
 		}
 		return func(i int) []float32 { return x[i*size : (i+1)*size] }
 	}
-	d.batchedGemm(batch, ta, tb, m, n, k, sl(a.data, m*k), sl(b.data, bs), sl(out.data, m*n), 0)
+	d.batchedGemm(batch, ta, tb, m, n, k, sl(a.h(), m*k), sl(b.h(), bs), sl(out.h(), m*n), 0)
 	return record(out, "MatMul", []*Tensor{a, b}, func(g *Tensor) []*Tensor {
 		var ga, gb *Tensor
 		if needs(a) {
 			ga = empty(d, a.shape...)
 			if !ta {
 				// dA = dC op(B)^T
-				d.batchedGemm(batch, false, !tb, m, k, n, sl(g.data, m*n), sl(b.data, bs), sl(ga.data, m*k), 0)
+				d.batchedGemm(batch, false, !tb, m, k, n, sl(g.h(), m*n), sl(b.h(), bs), sl(ga.h(), m*k), 0)
 			} else {
 				// A is stored [k, m]: dA = op(B) dC^T
-				d.batchedGemm(batch, tb, true, k, m, n, sl(b.data, bs), sl(g.data, m*n), sl(ga.data, m*k), 0)
+				d.batchedGemm(batch, tb, true, k, m, n, sl(b.h(), bs), sl(g.h(), m*n), sl(ga.h(), m*k), 0)
 			}
 		}
 		if needs(b) {
@@ -135,12 +138,12 @@ func MatMulT(a, b *Tensor, ta, tb bool) *Tensor {
 			if shared && batch > 1 {
 				// Sum the per-item gradients of the shared matrix.
 				for i := 0; i < batch; i++ {
-					gradB(d, ta, tb, m, n, k, a.data[i*m*k:(i+1)*m*k], g.data[i*m*n:(i+1)*m*n], gb.data, 1)
+					gradB(d, ta, tb, m, n, k, a.h()[i*m*k:(i+1)*m*k], g.h()[i*m*n:(i+1)*m*n], gb.h(), 1)
 				}
 			} else {
 				d.parallel(batch, 1, func(lo, hi int) {
 					for i := lo; i < hi; i++ {
-						gradBSerial(d, batch > 1, ta, tb, m, n, k, a.data[i*m*k:(i+1)*m*k], g.data[i*m*n:(i+1)*m*n], gb.data[i*k*n:(i+1)*k*n])
+						gradBSerial(d, batch > 1, ta, tb, m, n, k, a.h()[i*m*k:(i+1)*m*k], g.h()[i*m*n:(i+1)*m*n], gb.h()[i*k*n:(i+1)*k*n])
 					}
 				})
 			}
@@ -174,20 +177,23 @@ func Linear(x, w, bias *Tensor) *Tensor {
 		panic(fmt.Sprintf("tensor: Linear: input %v, weight %v", x.shape, w.shape))
 	}
 	in, outF := w.shape[1], w.shape[0]
-	rows := len(x.data) / max(in, 1)
+	rows := x.Len() / max(in, 1)
 	shape := append(cloneInts(x.shape[:len(x.shape)-1]), outF)
 	out := empty(x.dev, shape...)
 	d := x.dev
+	if d.kern != nil {
+		return linearDev(x, w, bias, out, rows, in, outF)
+	}
 	if bias != nil {
 		for r := 0; r < rows; r++ {
-			copy(out.data[r*outF:(r+1)*outF], bias.data)
+			copy(out.h()[r*outF:(r+1)*outF], bias.h())
 		}
 	}
 	beta := float32(0)
 	if bias != nil {
 		beta = 1
 	}
-	d.gemmInto(false, false, true, rows, outF, in, 1, x.data, w.data, beta, out.data)
+	d.gemmInto(false, false, true, rows, outF, in, 1, x.h(), w.h(), beta, out.h())
 	nx, nw, nb, xs, ws := needs(x), needs(w), needs(bias), x.shape, w.shape
 	var keepX, keepW *Tensor
 	if nw {
@@ -200,14 +206,14 @@ func Linear(x, w, bias *Tensor) *Tensor {
 		var gx, gw, gb *Tensor
 		if nx {
 			gx = empty(d, xs...)
-			d.gemmInto(false, false, false, rows, in, outF, 1, g.data, keepW.data, 0, gx.data)
+			d.gemmInto(false, false, false, rows, in, outF, 1, g.h(), keepW.h(), 0, gx.h())
 		}
 		if nw {
 			gw = empty(d, ws...)
-			d.gemmInto(false, true, false, outF, in, rows, 1, g.data, keepX.data, 0, gw.data)
+			d.gemmInto(false, true, false, outF, in, rows, 1, g.h(), keepX.h(), 0, gw.h())
 		}
 		if nb {
-			gb = sumTo(&Tensor{dev: d, shape: []int{rows, outF}, data: g.data}, []int{outF})
+			gb = sumTo(g.view([]int{rows, outF}), []int{outF})
 		}
 		return []*Tensor{gx, gw, gb}
 	})

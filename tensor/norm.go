@@ -88,7 +88,7 @@ func at(p *Tensor, i int, def float32) float32 {
 	if p == nil {
 		return def
 	}
-	return p.data[i]
+	return p.h()[i]
 }
 
 // GroupNorm normalises x [N, C, *] over groups of C/groups consecutive channels, as
@@ -108,12 +108,15 @@ func GroupNorm(x *Tensor, groups int, weight, bias *Tensor, eps float32) *Tensor
 	cg := c / groups
 	d := cg * hw // elements per (sample, group)
 	dev := x.dev
+	if dev.kern != nil {
+		return groupNormDev(x, groups, weight, bias, eps, n, c, hw)
+	}
 	mean := make([]float64, n*groups)
 	rstd := make([]float64, n*groups)
 	out := empty(dev, x.shape...)
 	dev.parallel(n*groups, max(1, 16384/max(d, 1)), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			xs := x.data[i*d : (i+1)*d]
+			xs := x.h()[i*d : (i+1)*d]
 			if d == 0 {
 				continue
 			}
@@ -126,7 +129,7 @@ func GroupNorm(x *Tensor, groups int, weight, bias *Tensor, eps float32) *Tensor
 				a := r * float64(at(weight, ch, 1))
 				b := float64(at(bias, ch, 0)) - m*a
 				off := i*d + k*hw
-				affineInto(out.data[off:off+hw], x.data[off:off+hw], float32(a), float32(b))
+				affineInto(out.h()[off:off+hw], x.h()[off:off+hw], float32(a), float32(b))
 			}
 		}
 	})
@@ -152,9 +155,9 @@ func GroupNorm(x *Tensor, groups int, weight, bias *Tensor, eps float32) *Tensor
 				var sa, sb float64
 				for k := 0; k < cg; k++ {
 					off := i*d + k*hw
-					gs := g.data[off : off+hw]
+					gs := g.h()[off : off+hw]
 					if needX || needW {
-						ds[nn*c+c0+k], db[nn*c+c0+k] = dotSum(gs, x.data[off:off+hw])
+						ds[nn*c+c0+k], db[nn*c+c0+k] = dotSum(gs, x.h()[off:off+hw])
 					} else {
 						db[nn*c+c0+k] = sumF64(gs)
 					}
@@ -171,7 +174,7 @@ func GroupNorm(x *Tensor, groups int, weight, bias *Tensor, eps float32) *Tensor
 				for k := 0; k < cg; k++ {
 					off := i*d + k*hw
 					a := r * float64(at(weight, c0+k, 1))
-					normGradInto(gx.data[off:off+hw], g.data[off:off+hw], x.data[off:off+hw], float32(a), float32(c2), float32(c3))
+					normGradInto(gx.h()[off:off+hw], g.h()[off:off+hw], x.h()[off:off+hw], float32(a), float32(c2), float32(c3))
 				}
 			}
 		})
@@ -183,7 +186,7 @@ func GroupNorm(x *Tensor, groups int, weight, bias *Tensor, eps float32) *Tensor
 					i := nn*groups + ch/cg
 					s += rstd[i] * (ds[nn*c+ch] - mean[i]*db[nn*c+ch])
 				}
-				gw.data[ch] = float32(s)
+				gw.h()[ch] = float32(s)
 			}
 		}
 		if needs(bias) {
@@ -193,7 +196,7 @@ func GroupNorm(x *Tensor, groups int, weight, bias *Tensor, eps float32) *Tensor
 				for nn := 0; nn < n; nn++ {
 					s += db[nn*c+ch]
 				}
-				gb.data[ch] = float32(s)
+				gb.h()[ch] = float32(s)
 			}
 		}
 		return []*Tensor{gx, gw, gb}
@@ -257,23 +260,23 @@ func BatchNorm2D(x, weight, bias, runningMean, runningVar *Tensor, training bool
 			var mu, v float64
 			if training {
 				var s1, s2 float64
-				shift := x.data[ch*hw]
+				shift := x.h()[ch*hw]
 				for nn := 0; nn < n; nn++ {
 					off := (nn*c + ch) * hw
-					a, b := moments(x.data[off:off+hw], shift)
+					a, b := moments(x.h()[off:off+hw], shift)
 					s1 += a
 					s2 += b
 				}
 				mu, v = meanVar(s1, s2, shift, m)
 				if runningMean != nil {
-					runningMean.data[ch] = float32(mom*mu + (1-mom)*float64(runningMean.data[ch]))
+					runningMean.h()[ch] = float32(mom*mu + (1-mom)*float64(runningMean.h()[ch]))
 				}
 				if runningVar != nil {
 					unbiased := v * float64(m) / float64(m-1)
-					runningVar.data[ch] = float32(mom*unbiased + (1-mom)*float64(runningVar.data[ch]))
+					runningVar.h()[ch] = float32(mom*unbiased + (1-mom)*float64(runningVar.h()[ch]))
 				}
 			} else {
-				mu, v = float64(runningMean.data[ch]), float64(runningVar.data[ch])
+				mu, v = float64(runningMean.h()[ch]), float64(runningVar.h()[ch])
 			}
 			r := 1 / math.Sqrt(v+float64(eps))
 			mean[ch], rstd[ch] = mu, r
@@ -281,7 +284,7 @@ func BatchNorm2D(x, weight, bias, runningMean, runningVar *Tensor, training bool
 			b := float64(at(bias, ch, 0)) - mu*a
 			for nn := 0; nn < n; nn++ {
 				off := (nn*c + ch) * hw
-				affineInto(out.data[off:off+hw], x.data[off:off+hw], float32(a), float32(b))
+				affineInto(out.h()[off:off+hw], x.h()[off:off+hw], float32(a), float32(b))
 			}
 		}
 	})
@@ -310,7 +313,7 @@ func BatchNorm2D(x, weight, bias, runningMean, runningVar *Tensor, training bool
 				if needW || needB || (needX && training) {
 					for nn := 0; nn < n; nn++ {
 						off := (nn*c + ch) * hw
-						a, b := dotSum(g.data[off:off+hw], x.data[off:off+hw])
+						a, b := dotSum(g.h()[off:off+hw], x.h()[off:off+hw])
 						sgx += a
 						sg += b
 					}
@@ -318,10 +321,10 @@ func BatchNorm2D(x, weight, bias, runningMean, runningVar *Tensor, training bool
 				mu, r := mean[ch], rstd[ch]
 				w := float64(at(weight, ch, 1))
 				if needW {
-					gw.data[ch] = float32(r * (sgx - mu*sg))
+					gw.h()[ch] = float32(r * (sgx - mu*sg))
 				}
 				if needB {
-					gb.data[ch] = float32(sg)
+					gb.h()[ch] = float32(sg)
 				}
 				if !needX {
 					continue
@@ -334,7 +337,7 @@ func BatchNorm2D(x, weight, bias, runningMean, runningVar *Tensor, training bool
 				}
 				for nn := 0; nn < n; nn++ {
 					off := (nn*c + ch) * hw
-					normGradInto(gx.data[off:off+hw], g.data[off:off+hw], x.data[off:off+hw], float32(a), float32(c2), float32(c3))
+					normGradInto(gx.h()[off:off+hw], g.h()[off:off+hw], x.h()[off:off+hw], float32(a), float32(c2), float32(c3))
 				}
 			}
 		})
@@ -361,7 +364,7 @@ func LayerNorm(x *Tensor, normalizedShape []int, weight, bias *Tensor, eps float
 	d := numel(normalizedShape)
 	rows := 0
 	if d > 0 {
-		rows = len(x.data) / d
+		rows = x.Len() / d
 	}
 	dev := x.dev
 	mean := make([]float64, rows)
@@ -369,12 +372,12 @@ func LayerNorm(x *Tensor, normalizedShape []int, weight, bias *Tensor, eps float
 	out := empty(dev, x.shape...)
 	dev.parallel(rows, max(1, 16384/max(d, 1)), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			xs := x.data[i*d : (i+1)*d]
+			xs := x.h()[i*d : (i+1)*d]
 			s1, s2 := moments(xs, xs[0])
 			m, v := meanVar(s1, s2, xs[0], d)
 			r := 1 / math.Sqrt(v+float64(eps))
 			mean[i], rstd[i] = m, r
-			ys := out.data[i*d : (i+1)*d]
+			ys := out.h()[i*d : (i+1)*d]
 			if weight == nil && bias == nil {
 				affineInto(ys, xs, float32(r), float32(-m*r))
 				continue
@@ -393,7 +396,7 @@ func LayerNorm(x *Tensor, normalizedShape []int, weight, bias *Tensor, eps float
 			gx = empty(dev, x.shape...)
 			dev.parallel(rows, max(1, 8192/max(d, 1)), func(lo, hi int) {
 				for i := lo; i < hi; i++ {
-					xs, gs := x.data[i*d:(i+1)*d], g.data[i*d:(i+1)*d]
+					xs, gs := x.h()[i*d:(i+1)*d], g.h()[i*d:(i+1)*d]
 					m, r := mean[i], rstd[i]
 					var swg, swgx float64 // sum w g, sum w g x^
 					for j, gv := range gs {
@@ -403,7 +406,7 @@ func LayerNorm(x *Tensor, normalizedShape []int, weight, bias *Tensor, eps float
 					}
 					swg /= float64(d)
 					swgx /= float64(d)
-					dst := gx.data[i*d : (i+1)*d]
+					dst := gx.h()[i*d : (i+1)*d]
 					for j, gv := range gs {
 						xh := (float64(xs[j]) - m) * r
 						dst[j] = float32(r * (float64(gv)*float64(at(weight, j, 1)) - swg - xh*swgx))
@@ -424,7 +427,7 @@ func LayerNorm(x *Tensor, normalizedShape []int, weight, bias *Tensor, eps float
 				sw := make([]float64, hi-lo)
 				sb := make([]float64, hi-lo)
 				for i := 0; i < rows; i++ {
-					xs, gs := x.data[i*d+lo:i*d+hi], g.data[i*d+lo:i*d+hi]
+					xs, gs := x.h()[i*d+lo:i*d+hi], g.h()[i*d+lo:i*d+hi]
 					m, r := mean[i], rstd[i]
 					for j, gv := range gs {
 						sw[j] += float64(gv) * (float64(xs[j]) - m) * r
@@ -433,10 +436,10 @@ func LayerNorm(x *Tensor, normalizedShape []int, weight, bias *Tensor, eps float
 				}
 				for j := range sw {
 					if needW {
-						gw.data[lo+j] = float32(sw[j])
+						gw.h()[lo+j] = float32(sw[j])
 					}
 					if needB {
-						gb.data[lo+j] = float32(sb[j])
+						gb.h()[lo+j] = float32(sb[j])
 					}
 				}
 			})

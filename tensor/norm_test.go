@@ -70,12 +70,12 @@ func TestGroupNormForward(t *testing.T) {
 				sets = append(sets, set)
 			}
 		}
-		want := naiveNorm(x.data, sets, 1e-5, func(i int) (float64, float64) {
+		want := naiveNorm(x.h(), sets, 1e-5, func(i int) (float64, float64) {
 			ch := i / hw % c
 			return float64(at(w, ch, 1)), float64(at(b, ch, 0))
 		})
 		y := GroupNorm(x, tc.groups, w, b, 1e-5)
-		if d := maxDiff(y.data, want); d > 1e-5 {
+		if d := maxDiff(y.h(), want); d > 1e-5 {
 			t.Errorf("GroupNorm %v/%d: max diff %g", tc.shape, tc.groups, d)
 		}
 		if y.RequiresGrad() {
@@ -134,40 +134,40 @@ func TestBatchNorm2D(t *testing.T) {
 		}
 		sets = append(sets, set)
 	}
-	chOf := func(i int) (float64, float64) { return float64(w.data[i/hw%c]), float64(b.data[i/hw%c]) }
-	want := naiveNorm(x.data, sets, 1e-5, chOf)
+	chOf := func(i int) (float64, float64) { return float64(w.h()[i/hw%c]), float64(b.h()[i/hw%c]) }
+	want := naiveNorm(x.h(), sets, 1e-5, chOf)
 	y := BatchNorm2D(x, w, b, rm, rv, true, 0.1, 1e-5)
-	if d := maxDiff(y.data, want); d > 1e-5 {
+	if d := maxDiff(y.h(), want); d > 1e-5 {
 		t.Errorf("training: max diff %g", d)
 	}
 	// Running statistics: (1 - 0.1) * old + 0.1 * batch stat, unbiased variance.
 	for ch, set := range sets {
 		var m, v float64
 		for _, i := range set {
-			m += float64(x.data[i])
+			m += float64(x.h()[i])
 		}
 		m /= float64(len(set))
 		for _, i := range set {
-			v += (float64(x.data[i]) - m) * (float64(x.data[i]) - m)
+			v += (float64(x.h()[i]) - m) * (float64(x.h()[i]) - m)
 		}
 		v /= float64(len(set) - 1)
-		wm := 0.9*float64(rm0.data[ch]) + 0.1*m
-		wv := 0.9*float64(rv0.data[ch]) + 0.1*v
-		if math.Abs(float64(rm.data[ch])-wm) > 1e-6 || math.Abs(float64(rv.data[ch])-wv) > 1e-6 {
-			t.Errorf("channel %d: running stats %v %v, want %v %v", ch, rm.data[ch], rv.data[ch], wm, wv)
+		wm := 0.9*float64(rm0.h()[ch]) + 0.1*m
+		wv := 0.9*float64(rv0.h()[ch]) + 0.1*v
+		if math.Abs(float64(rm.h()[ch])-wm) > 1e-6 || math.Abs(float64(rv.h()[ch])-wv) > 1e-6 {
+			t.Errorf("channel %d: running stats %v %v, want %v %v", ch, rm.h()[ch], rv.h()[ch], wm, wv)
 		}
 	}
 	// Evaluation uses the running statistics and leaves them alone.
 	rm1, rv1 := rm.Clone(), rv.Clone()
 	y = BatchNorm2D(x, w, b, rm, rv, false, 0.1, 1e-5)
-	for i := range y.data {
+	for i := range y.h() {
 		ch := i / hw % c
-		want := (float64(x.data[i])-float64(rm1.data[ch]))/math.Sqrt(float64(rv1.data[ch])+1e-5)*float64(w.data[ch]) + float64(b.data[ch])
-		if math.Abs(float64(y.data[i])-want) > 1e-5 {
-			t.Fatalf("eval: element %d = %v, want %v", i, y.data[i], want)
+		want := (float64(x.h()[i])-float64(rm1.h()[ch]))/math.Sqrt(float64(rv1.h()[ch])+1e-5)*float64(w.h()[ch]) + float64(b.h()[ch])
+		if math.Abs(float64(y.h()[i])-want) > 1e-5 {
+			t.Fatalf("eval: element %d = %v, want %v", i, y.h()[i], want)
 		}
 	}
-	if !sameShape(rm.shape, rm1.shape) || rm.data[0] != rm1.data[0] || rv.data[3] != rv1.data[3] {
+	if !sameShape(rm.shape, rm1.shape) || rm.h()[0] != rm1.h()[0] || rv.h()[3] != rv1.h()[3] {
 		t.Errorf("eval changed the running statistics")
 	}
 }
@@ -229,13 +229,13 @@ func TestLayerNorm(t *testing.T) {
 				}
 				sets = append(sets, set)
 			}
-			want := naiveNorm(x.data, sets, 1e-5, func(i int) (float64, float64) {
+			want := naiveNorm(x.h(), sets, 1e-5, func(i int) (float64, float64) {
 				if !tc.affine {
 					return 1, 0
 				}
-				return float64(xs[1].data[i%d]), float64(xs[2].data[i%d])
+				return float64(xs[1].h()[i%d]), float64(xs[2].h()[i%d])
 			})
-			if diff := maxDiff(f(xs).data, want); diff > 1e-5 {
+			if diff := maxDiff(f(xs).h(), want); diff > 1e-5 {
 				t.Errorf("forward: max diff %g", diff)
 			}
 			checkGrad(t, f, xs...)
@@ -326,11 +326,11 @@ func checkThreads(t *testing.T, name string, shape []int, f func(x *Tensor) *Ten
 		x := FromSlice(dev, append([]float32(nil), data...), shape...).SetRequiresGrad(true)
 		y := f(x)
 		seed := New(dev, y.shape...)
-		for i := range seed.data {
-			seed.data[i] = float32(i%7) - 3
+		for i := range seed.h() {
+			seed.h()[i] = float32(i%7) - 3
 		}
-		outs = append(outs, y.data)
-		grads = append(grads, Grad(y, seed, x)[0].data)
+		outs = append(outs, y.h())
+		grads = append(grads, Grad(y, seed, x)[0].h())
 	}
 	for i := range outs[0] {
 		if outs[0][i] != outs[1][i] {

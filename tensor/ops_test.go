@@ -58,9 +58,9 @@ func TestUnaryGrad(t *testing.T) {
 			for _, shape := range [][]int{{7}, {2, 3, 5}} {
 				x := randT(rng, op.lo, op.hi, shape...)
 				// Keep Clamp's inputs away from its kinks.
-				for i, v := range x.data {
+				for i, v := range x.h() {
 					if v > 1 && v < 1.1 || v < -1 && v > -1.1 {
-						x.data[i] = 0.5
+						x.h()[i] = 0.5
 					}
 				}
 				checkGrad(t, func(xs []*Tensor) *Tensor { return op.f(xs[0]) }, x)
@@ -152,8 +152,8 @@ func TestConv2DGrad(t *testing.T) {
 			got := Conv2D(x, w, b, c.o)
 			want := naiveConv(x, w, b, c.o.norm())
 			for i := range want {
-				if d := got.data[i] - want[i]; d > 1e-4 || d < -1e-4 {
-					t.Fatalf("element %d: %v, naive %v", i, got.data[i], want[i])
+				if d := got.h()[i] - want[i]; d > 1e-4 || d < -1e-4 {
+					t.Fatalf("element %d: %v, naive %v", i, got.h()[i], want[i])
 				}
 			}
 		})
@@ -181,7 +181,7 @@ func naiveConv(x, w, b *Tensor, o ConvOpts) []float32 {
 				for ox := 0; ox < wo; ox++ {
 					var s float64
 					if b != nil {
-						s = float64(b.data[co])
+						s = float64(b.h()[co])
 					}
 					for ci := 0; ci < cg; ci++ {
 						for ky := 0; ky < kh; ky++ {
@@ -191,7 +191,7 @@ func naiveConv(x, w, b *Tensor, o ConvOpts) []float32 {
 								if iy < 0 || iy >= h || ix < 0 || ix >= wd {
 									continue
 								}
-								s += float64(x.data[((in*cin+g*cg+ci)*h+iy)*wd+ix]) * float64(w.data[((co*cg+ci)*kh+ky)*kw+kx])
+								s += float64(x.h()[((in*cin+g*cg+ci)*h+iy)*wd+ix]) * float64(w.h()[((co*cg+ci)*kh+ky)*kw+kx])
 							}
 						}
 					}
@@ -211,9 +211,9 @@ func TestBackwardAccumulates(t *testing.T) {
 	y2 := Sum(Mul(x, w), false)
 	y2.Backward()
 	want := []float32{4 + 2 + 4, 5 + 4 + 5, 6 + 6 + 6}
-	for i, v := range x.Grad().data {
+	for i, v := range x.Grad().h() {
 		if v != want[i] {
-			t.Fatalf("grad %v, want %v", x.Grad().data, want)
+			t.Fatalf("grad %v, want %v", x.Grad().h(), want)
 		}
 	}
 	if w.Grad() != nil || y.ag == nil {
@@ -253,11 +253,11 @@ func TestBackwardDoesNotAlias(t *testing.T) {
 	Add(a, b).BackwardWith(seed)
 	Add(a, b).BackwardWith(seed)
 	for _, x := range []*Tensor{a, b} {
-		if x.Grad().data[0] != 2 || x.Grad().data[1] != 2 {
-			t.Fatalf("grad %v, want [2 2]", x.Grad().data)
+		if x.Grad().h()[0] != 2 || x.Grad().h()[1] != 2 {
+			t.Fatalf("grad %v, want [2 2]", x.Grad().h())
 		}
 	}
-	if seed.data[0] != 1 {
+	if seed.h()[0] != 1 {
 		t.Fatal("backward changed its seed")
 	}
 }
@@ -278,8 +278,8 @@ func TestGradientSharingSiblings(t *testing.T) {
 			l = Sum(Add(Scale(a2, 1), s), false)
 		}
 		g := Grad(l, nil, a, b)
-		if g[0].data[0] != 3 || g[1].data[0] != 2 {
-			t.Fatalf("swap %v: da %v (want 3), db %v (want 2)", swap, g[0].data, g[1].data)
+		if g[0].h()[0] != 3 || g[1].h()[0] != 2 {
+			t.Fatalf("swap %v: da %v (want 3), db %v (want 2)", swap, g[0].h(), g[1].h())
 		}
 	}
 }
@@ -300,8 +300,8 @@ func TestConv2DBands(t *testing.T) {
 	got := Conv2D(x, w, nil, ConvOpts{Padding: 1})
 	want := naiveConv(x, w, nil, ConvOpts{Padding: 1}.norm())
 	for i := range want {
-		if d := got.data[i] - want[i]; d > 1e-3 || d < -1e-3 {
-			t.Fatalf("element %d: %v, naive %v", i, got.data[i], want[i])
+		if d := got.h()[i] - want[i]; d > 1e-3 || d < -1e-3 {
+			t.Fatalf("element %d: %v, naive %v", i, got.h()[i], want[i])
 		}
 	}
 	// Gradients against the naive adjoint: gx[ci,iy,ix] = sum r[co,oy,ox] w[co,ci,ky,kx]
@@ -309,8 +309,8 @@ func TestConv2DBands(t *testing.T) {
 	r := Randn(testDev, rng, got.shape...)
 	g := Grad(Conv2D(x, w, nil, ConvOpts{Padding: 1}), r, x, w)
 	H, W := 40, 1000
-	wantGX := make([]float64, len(x.data))
-	wantGW := make([]float64, len(w.data))
+	wantGX := make([]float64, x.Len())
+	wantGW := make([]float64, w.Len())
 	for co := 0; co < 3; co++ {
 		for ci := 0; ci < 64; ci++ {
 			for ky := 0; ky < 3; ky++ {
@@ -326,9 +326,9 @@ func TestConv2DBands(t *testing.T) {
 							if ix < 0 || ix >= W {
 								continue
 							}
-							rv := float64(r.data[(co*H+oy)*W+ox])
-							wantGX[(ci*H+iy)*W+ix] += rv * float64(w.data[wi])
-							wantGW[wi] += rv * float64(x.data[(ci*H+iy)*W+ix])
+							rv := float64(r.h()[(co*H+oy)*W+ox])
+							wantGX[(ci*H+iy)*W+ix] += rv * float64(w.h()[wi])
+							wantGW[wi] += rv * float64(x.h()[(ci*H+iy)*W+ix])
 						}
 					}
 				}
@@ -336,13 +336,13 @@ func TestConv2DBands(t *testing.T) {
 		}
 	}
 	for i, v := range wantGX {
-		if d := float64(g[0].data[i]) - v; d > 1e-3 || d < -1e-3 {
-			t.Fatalf("grad x %d: %v, naive %v", i, g[0].data[i], v)
+		if d := float64(g[0].h()[i]) - v; d > 1e-3 || d < -1e-3 {
+			t.Fatalf("grad x %d: %v, naive %v", i, g[0].h()[i], v)
 		}
 	}
 	for i, v := range wantGW {
-		if d := float64(g[1].data[i]) - v; d > 1e-2*max(1, v, -v) || d < -1e-2*max(1, v, -v) {
-			t.Fatalf("grad w %d: %v, naive %v", i, g[1].data[i], v)
+		if d := float64(g[1].h()[i]) - v; d > 1e-2*max(1, v, -v) || d < -1e-2*max(1, v, -v) {
+			t.Fatalf("grad w %d: %v, naive %v", i, g[1].h()[i], v)
 		}
 	}
 }

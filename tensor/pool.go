@@ -64,8 +64,8 @@ func AvgPool2D(x *Tensor, kernel, stride, padding int) *Tensor {
 	div := float64(g.k * g.k)
 	x.dev.parallel(g.p, 1, func(lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
-			src := x.data[pl*g.h*g.w : (pl+1)*g.h*g.w]
-			dst := out.data[pl*g.ho*g.wo : (pl+1)*g.ho*g.wo]
+			src := x.h()[pl*g.h*g.w : (pl+1)*g.h*g.w]
+			dst := out.h()[pl*g.ho*g.wo : (pl+1)*g.ho*g.wo]
 			for oy := 0; oy < g.ho; oy++ {
 				y0, y1 := g.window(oy, g.h)
 				for ox := 0; ox < g.wo; ox++ {
@@ -86,8 +86,8 @@ func AvgPool2D(x *Tensor, kernel, stride, padding int) *Tensor {
 		gx := New(x.dev, x.shape...)
 		x.dev.parallel(g.p, 1, func(lo, hi int) {
 			for pl := lo; pl < hi; pl++ {
-				dst := gx.data[pl*g.h*g.w : (pl+1)*g.h*g.w]
-				src := gr.data[pl*g.ho*g.wo : (pl+1)*g.ho*g.wo]
+				dst := gx.h()[pl*g.h*g.w : (pl+1)*g.h*g.w]
+				src := gr.h()[pl*g.ho*g.wo : (pl+1)*g.ho*g.wo]
 				for oy := 0; oy < g.ho; oy++ {
 					y0, y1 := g.window(oy, g.h)
 					for ox := 0; ox < g.wo; ox++ {
@@ -115,10 +115,10 @@ func AvgPool2D(x *Tensor, kernel, stride, padding int) *Tensor {
 func MaxPool2D(x *Tensor, kernel, stride, padding int) *Tensor {
 	g := newPoolGeom("MaxPool2D", x, kernel, stride, padding)
 	out := empty(x.dev, withHW(x.shape, g.ho, g.wo)...)
-	arg := make([]int32, len(out.data)) // index within the plane
+	arg := make([]int32, out.Len()) // index within the plane
 	x.dev.parallel(g.p, 1, func(lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
-			src := x.data[pl*g.h*g.w : (pl+1)*g.h*g.w]
+			src := x.h()[pl*g.h*g.w : (pl+1)*g.h*g.w]
 			o := pl * g.ho * g.wo
 			for oy := 0; oy < g.ho; oy++ {
 				y0, y1 := g.window(oy, g.h)
@@ -132,7 +132,7 @@ func MaxPool2D(x *Tensor, kernel, stride, padding int) *Tensor {
 							}
 						}
 					}
-					out.data[o+oy*g.wo+ox] = best
+					out.h()[o+oy*g.wo+ox] = best
 					arg[o+oy*g.wo+ox] = int32(bi)
 				}
 			}
@@ -144,9 +144,9 @@ func MaxPool2D(x *Tensor, kernel, stride, padding int) *Tensor {
 		gx := New(x.dev, x.shape...)
 		x.dev.parallel(g.p, 1, func(lo, hi int) {
 			for pl := lo; pl < hi; pl++ {
-				dst := gx.data[pl*g.h*g.w : (pl+1)*g.h*g.w]
+				dst := gx.h()[pl*g.h*g.w : (pl+1)*g.h*g.w]
 				o := pl * g.ho * g.wo
-				for i, v := range gr.data[o : o+g.ho*g.wo] {
+				for i, v := range gr.h()[o : o+g.ho*g.wo] {
 					dst[arg[o+i]] += v
 				}
 			}
@@ -165,10 +165,13 @@ func UpsampleNearest2D(x *Tensor, scale int) *Tensor {
 	}
 	ho, wo := h*scale, w*scale
 	out := empty(x.dev, withHW(x.shape, ho, wo)...)
+	if k := x.dev.kern; k != nil {
+		return upsampleDev(x, out, p, h, w, scale)
+	}
 	x.dev.parallel(p*h, max(1, 4096/max(wo*scale, 1)), func(lo, hi int) {
 		for r := lo; r < hi; r++ { // r = plane*h + input row
-			src := x.data[r*w : (r+1)*w]
-			first := out.data[r*scale*wo : (r*scale+1)*wo]
+			src := x.h()[r*w : (r+1)*w]
+			first := out.h()[r*scale*wo : (r*scale+1)*wo]
 			for ix, v := range src {
 				seg := first[ix*scale : (ix+1)*scale]
 				for i := range seg {
@@ -176,7 +179,7 @@ func UpsampleNearest2D(x *Tensor, scale int) *Tensor {
 				}
 			}
 			for k := 1; k < scale; k++ {
-				copy(out.data[(r*scale+k)*wo:(r*scale+k+1)*wo], first)
+				copy(out.h()[(r*scale+k)*wo:(r*scale+k+1)*wo], first)
 			}
 		}
 	})
@@ -185,11 +188,11 @@ func UpsampleNearest2D(x *Tensor, scale int) *Tensor {
 		gx := empty(x.dev, x.shape...)
 		x.dev.parallel(p*h, max(1, 4096/max(wo*scale, 1)), func(lo, hi int) {
 			for r := lo; r < hi; r++ {
-				dst := gx.data[r*w : (r+1)*w]
+				dst := gx.h()[r*w : (r+1)*w]
 				for ix := range dst {
 					var s float64
 					for k := 0; k < scale; k++ {
-						for _, v := range g.data[(r*scale+k)*wo+ix*scale : (r*scale+k)*wo+(ix+1)*scale] {
+						for _, v := range g.h()[(r*scale+k)*wo+ix*scale : (r*scale+k)*wo+(ix+1)*scale] {
 							s += float64(v)
 						}
 					}
@@ -251,7 +254,7 @@ func Pad2D(x *Tensor, top, bottom, left, right int, mode PadMode) *Tensor {
 	x.dev.parallel(p*ho, max(1, 4096/max(wo, 1)), func(lo, hi int) {
 		for r := lo; r < hi; r++ { // r = plane*ho + output row
 			pl, oy := r/ho, r%ho
-			dst := out.data[r*wo : (r+1)*wo]
+			dst := out.h()[r*wo : (r+1)*wo]
 			iy := oy - top
 			if mode == PadZeros {
 				if iy < 0 || iy >= h {
@@ -259,11 +262,11 @@ func Pad2D(x *Tensor, top, bottom, left, right int, mode PadMode) *Tensor {
 					continue
 				}
 				clear(dst[:left])
-				copy(dst[left:left+w], x.data[(pl*h+iy)*w:(pl*h+iy+1)*w])
+				copy(dst[left:left+w], x.h()[(pl*h+iy)*w:(pl*h+iy+1)*w])
 				clear(dst[left+w:])
 				continue
 			}
-			src := x.data[(pl*h+reflectIndex(iy, h))*w:][:w]
+			src := x.h()[(pl*h+reflectIndex(iy, h))*w:][:w]
 			copy(dst[left:left+w], src)
 			for i := 0; i < left; i++ {
 				dst[i] = src[left-i]
@@ -279,8 +282,8 @@ func Pad2D(x *Tensor, top, bottom, left, right int, mode PadMode) *Tensor {
 		gx := empty(x.dev, x.shape...)
 		x.dev.parallel(p, 1, func(lo, hi int) {
 			for pl := lo; pl < hi; pl++ {
-				dst := gx.data[pl*h*w : (pl+1)*h*w]
-				src := g.data[pl*ho*wo : (pl+1)*ho*wo]
+				dst := gx.h()[pl*h*w : (pl+1)*h*w]
+				src := g.h()[pl*ho*wo : (pl+1)*ho*wo]
 				for iy := 0; iy < h; iy++ {
 					copy(dst[iy*w:(iy+1)*w], src[(iy+top)*wo+left:])
 				}

@@ -11,9 +11,9 @@ import (
 // that every pair differs by far more than the finite-difference step.
 func distinctT(rng *rand.Rand, shape ...int) *Tensor {
 	t := New(testDev, shape...)
-	perm := rng.Perm(len(t.data))
+	perm := rng.Perm(t.Len())
 	for i, p := range perm {
-		t.data[i] = 0.1*float32(p) - 0.05*float32(len(perm))
+		t.h()[i] = 0.1*float32(p) - 0.05*float32(len(perm))
 	}
 	return t.SetRequiresGrad(true)
 }
@@ -38,7 +38,7 @@ func naivePool(x *Tensor, k, s, p int, isMax bool) []float64 {
 						if iy < 0 || iy >= h || ix < 0 || ix >= w {
 							continue // zero for avg, -inf for max
 						}
-						v := float64(x.data[(pl*h+iy)*w+ix])
+						v := float64(x.h()[(pl*h+iy)*w+ix])
 						if isMax {
 							acc = math.Max(acc, v)
 						} else {
@@ -76,7 +76,7 @@ func TestAvgPool2D(t *testing.T) {
 			if s == 0 {
 				s = tc.k
 			}
-			if d := maxDiff(AvgPool2D(x, tc.k, tc.s, tc.pad).data, naivePool(x, tc.k, s, tc.pad, false)); d > 1e-6 {
+			if d := maxDiff(AvgPool2D(x, tc.k, tc.s, tc.pad).h(), naivePool(x, tc.k, s, tc.pad, false)); d > 1e-6 {
 				t.Errorf("forward: max diff %g", d)
 			}
 			checkGrad(t, func(xs []*Tensor) *Tensor { return AvgPool2D(xs[0], tc.k, tc.s, tc.pad) }, x)
@@ -85,7 +85,7 @@ func TestAvgPool2D(t *testing.T) {
 	// PyTorch: F.avg_pool2d(x, 3, 2, 1) of the 3x4 image below.
 	x := FromSlice(testDev, []float32{1, 3, 3, 2, 0, 3, 1, 1, 2, 2, 0, 5}, 1, 1, 3, 4)
 	want := []float32{0.7777777910232544, 1.4444444179534912, 0.7777777910232544, 1.3333333730697632}
-	for i, v := range AvgPool2D(x, 3, 2, 1).data {
+	for i, v := range AvgPool2D(x, 3, 2, 1).h() {
 		if v != want[i] {
 			t.Errorf("avg_pool2d[%d] = %v, PyTorch %v", i, v, want[i])
 		}
@@ -101,7 +101,7 @@ func TestMaxPool2D(t *testing.T) {
 			if s == 0 {
 				s = tc.k
 			}
-			if d := maxDiff(MaxPool2D(x, tc.k, tc.s, tc.pad).data, naivePool(x, tc.k, s, tc.pad, true)); d != 0 {
+			if d := maxDiff(MaxPool2D(x, tc.k, tc.s, tc.pad).h(), naivePool(x, tc.k, s, tc.pad, true)); d != 0 {
 				t.Errorf("forward: max diff %g", d)
 			}
 			checkGrad(t, func(xs []*Tensor) *Tensor { return MaxPool2D(xs[0], tc.k, tc.s, tc.pad) }, x)
@@ -115,24 +115,24 @@ func TestMaxPool2D(t *testing.T) {
 	wantG := []float32{0, 2, 1, 0, 0, 2, 0, 0, 0, 0, 0, 1}
 	g := Grad(y, Full(testDev, 1, y.shape...), x)[0]
 	for i := range wantY {
-		if y.data[i] != wantY[i] {
-			t.Errorf("y[%d] = %v, want %v", i, y.data[i], wantY[i])
+		if y.h()[i] != wantY[i] {
+			t.Errorf("y[%d] = %v, want %v", i, y.h()[i], wantY[i])
 		}
 	}
 	for i := range wantG {
-		if g.data[i] != wantG[i] {
-			t.Errorf("grad[%d] = %v, PyTorch %v", i, g.data[i], wantG[i])
+		if g.h()[i] != wantG[i] {
+			t.Errorf("grad[%d] = %v, PyTorch %v", i, g.h()[i], wantG[i])
 		}
 	}
 	// A NaN wins its window; an all -Inf window gives -Inf.
 	inf := float32(math.Inf(-1))
 	nan := float32(math.NaN())
 	y = MaxPool2D(FromSlice(testDev, []float32{1, nan, inf, inf, 2, 0, inf, inf}, 2, 4), 2, 2, 0)
-	if v := y.data[0]; v == v {
+	if v := y.h()[0]; v == v {
 		t.Errorf("window with NaN gave %v", v)
 	}
-	if y.data[1] != inf {
-		t.Errorf("window of -Inf gave %v", y.data[1])
+	if y.h()[1] != inf {
+		t.Errorf("window of -Inf gave %v", y.h()[1])
 	}
 }
 
@@ -145,8 +145,8 @@ func TestUpsampleNearest2D(t *testing.T) {
 		t.Fatalf("shape %v", y.shape)
 	}
 	for i := range want {
-		if y.data[i] != want[i] {
-			t.Fatalf("y = %v, want %v", y.data, want)
+		if y.h()[i] != want[i] {
+			t.Fatalf("y = %v, want %v", y.h(), want)
 		}
 	}
 	for _, tc := range []struct {
@@ -170,23 +170,23 @@ func TestPad2D(t *testing.T) {
 		6, 5, 4, 5, 6, 7, 6,
 	}
 	x := New(testDev, 1, 1, 3, 4)
-	for i := range x.data {
-		x.data[i] = float32(i)
+	for i := range x.h() {
+		x.h()[i] = float32(i)
 	}
 	y := Pad2D(x, 2, 1, 2, 1, PadReflect)
 	if !sameShape(y.shape, []int{1, 1, 6, 7}) {
 		t.Fatalf("shape %v", y.shape)
 	}
 	for i := range want {
-		if y.data[i] != want[i] {
-			t.Fatalf("reflect pad = %v, want %v", y.data, want)
+		if y.h()[i] != want[i] {
+			t.Fatalf("reflect pad = %v, want %v", y.h(), want)
 		}
 	}
 	z := Pad2D(x, 1, 0, 0, 2, PadZeros)
 	wantZ := []float32{0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0, 4, 5, 6, 7, 0, 0, 8, 9, 10, 11, 0, 0}
 	for i := range wantZ {
-		if z.data[i] != wantZ[i] {
-			t.Fatalf("zero pad = %v, want %v", z.data, wantZ)
+		if z.h()[i] != wantZ[i] {
+			t.Fatalf("zero pad = %v, want %v", z.h(), wantZ)
 		}
 	}
 	for _, mode := range []PadMode{PadZeros, PadReflect} {

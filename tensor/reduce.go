@@ -24,14 +24,20 @@ func sumAxisRaw(x *Tensor, ax int) *Tensor {
 	shape := cloneInts(x.shape)
 	shape[ax] = 1
 	out := empty(x.dev, shape...)
+	if k := x.dev.kern; k != nil {
+		if out.Len() > 0 {
+			k.SumAxis(out.st.out(), x.st.in(), outer, n, inner)
+		}
+		return out
+	}
 	x.dev.parallel(outer*inner, max(1, 8192/max(n, 1)), func(lo, hi int) {
 		if inner == 1 {
 			for o := lo; o < hi; o++ {
 				var s float64
-				for _, v := range x.data[o*n : (o+1)*n] {
+				for _, v := range x.h()[o*n : (o+1)*n] {
 					s += float64(v)
 				}
-				out.data[o] = float32(s)
+				out.h()[o] = float32(s)
 			}
 			return
 		}
@@ -42,13 +48,13 @@ func sumAxisRaw(x *Tensor, ax int) *Tensor {
 			in1 := min(inner, in0+(hi-o))
 			clear(acc[in0:in1])
 			for r := 0; r < n; r++ {
-				row := x.data[(oo*n+r)*inner:]
+				row := x.h()[(oo*n+r)*inner:]
 				for i := in0; i < in1; i++ {
 					acc[i] += float64(row[i])
 				}
 			}
 			for i := in0; i < in1; i++ {
-				out.data[oo*inner+i] = float32(acc[i])
+				out.h()[oo*inner+i] = float32(acc[i])
 			}
 			o += in1 - in0
 		}
@@ -105,8 +111,12 @@ func expandRaw(g *Tensor, shape []int) *Tensor {
 		return g
 	}
 	out := empty(g.dev, shape...)
-	zero := &Tensor{dev: g.dev, shape: []int{1}, data: []float32{0}}
-	binaryKernel(g.dev, shape, g.data, zero.data, out.data, bcastStrides(g.shape, shape), bcastStrides(zero.shape, shape),
+	if k := g.dev.kern; k != nil {
+		stridedDev(k, out, g, bcastStrides(g.shape, shape), 0)
+		return out
+	}
+	zero := []float32{0}
+	binaryKernel(g.dev, shape, g.h(), zero, out.h(), bcastStrides(g.shape, shape), make([]int, len(shape)),
 		func(o, a, _ []float32, sa, _ int) {
 			if sa == 0 {
 				v := a[0]
@@ -128,10 +138,10 @@ func Sum(x *Tensor, keepdim bool, axes ...int) *Tensor {
 	ax := normAxes("Sum", len(x.shape), axes)
 	s := sumAxes(x, ax)
 	keptShape := s.shape
-	out := &Tensor{dev: x.dev, shape: reducedShape(x.shape, ax, keepdim), data: s.data}
+	out := s.view(reducedShape(x.shape, ax, keepdim))
 	xs := x.shape
 	return record(out, "Sum", []*Tensor{x}, func(g *Tensor) []*Tensor {
-		gk := &Tensor{dev: g.dev, shape: keptShape, data: g.data}
+		gk := g.view(keptShape)
 		return []*Tensor{expandRaw(gk, xs)}
 	})
 }
@@ -162,7 +172,7 @@ func Max(x *Tensor, ax int, keepdim bool) *Tensor {
 		for i := 0; i < inner; i++ {
 			best, bi := float32(math.Inf(-1)), 0
 			for r := 0; r < n; r++ {
-				v := x.data[(o*n+r)*inner+i]
+				v := x.h()[(o*n+r)*inner+i]
 				if v > best || (r == 0) || v != v {
 					best, bi = v, r
 					if v != v {
@@ -170,7 +180,7 @@ func Max(x *Tensor, ax int, keepdim bool) *Tensor {
 					}
 				}
 			}
-			out.data[o*inner+i] = best
+			out.h()[o*inner+i] = best
 			arg[o*inner+i] = int32(bi)
 		}
 	}
@@ -179,7 +189,7 @@ func Max(x *Tensor, ax int, keepdim bool) *Tensor {
 		gx := New(x.dev, x.shape...)
 		for o := 0; o < outer; o++ {
 			for i := 0; i < inner; i++ {
-				gx.data[(o*n+int(arg[o*inner+i]))*inner+i] = g.data[o*inner+i]
+				gx.h()[(o*n+int(arg[o*inner+i]))*inner+i] = g.h()[o*inner+i]
 			}
 		}
 		return []*Tensor{gx}

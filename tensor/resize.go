@@ -123,8 +123,8 @@ func ResizeBilinear(x *Tensor, outH, outW int, alignCorners bool) *Tensor {
 	channelsLast := c == 1 || (h == 1 && w == 1)
 	d.parallel(n*c, max(1, 4096/max(ohw, 1)), func(lo, hi int) {
 		for p := lo; p < hi; p++ {
-			src := x.data[p*hw : (p+1)*hw]
-			dst := out.data[p*ohw : (p+1)*ohw]
+			src := x.h()[p*hw : (p+1)*hw]
+			dst := out.h()[p*ohw : (p+1)*ohw]
 			for oy := 0; oy < outH; oy++ {
 				r0 := src[th.i0[oy]*w : (th.i0[oy]+1)*w]
 				r1 := src[th.i1[oy]*w : (th.i1[oy]+1)*w]
@@ -162,8 +162,8 @@ func ResizeBilinear(x *Tensor, outH, outW int, alignCorners bool) *Tensor {
 		gx := New(d, x.shape...)
 		d.parallel(n*c, max(1, 4096/max(ohw, 1)), func(lo, hi int) {
 			for p := lo; p < hi; p++ {
-				gi := gx.data[p*hw : (p+1)*hw]
-				gy := g.data[p*ohw : (p+1)*ohw]
+				gi := gx.h()[p*hw : (p+1)*hw]
+				gy := g.h()[p*ohw : (p+1)*ohw]
 				for oy := 0; oy < outH; oy++ {
 					r0 := gi[th.i0[oy]*w : (th.i0[oy]+1)*w]
 					r1 := gi[th.i1[oy]*w : (th.i1[oy]+1)*w]

@@ -102,7 +102,7 @@ func resizeNaive(x *Tensor, oh, ow int, ac bool) []float64 {
 	}
 	out := make([]float64, 0, n*c*oh*ow)
 	for p := 0; p < n*c; p++ {
-		img := x.data[p*h*w:]
+		img := x.h()[p*h*w:]
 		for oy := 0; oy < oh; oy++ {
 			y0, y1, ly := src(oy, h, oh)
 			for ox := 0; ox < ow; ox++ {

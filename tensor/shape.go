@@ -21,15 +21,15 @@ func Reshape(x *Tensor, shape ...int) *Tensor {
 		known *= s
 	}
 	if infer >= 0 && known > 0 {
-		shape[infer] = len(x.data) / known
+		shape[infer] = x.Len() / known
 	}
-	if numel(shape) != len(x.data) {
+	if numel(shape) != x.Len() {
 		panic(fmt.Sprintf("tensor: Reshape: cannot view shape %v as %v", x.shape, shape))
 	}
-	out := &Tensor{dev: x.dev, shape: shape, data: x.data}
+	out := x.view(shape)
 	xs := x.shape
 	return record(out, "Reshape", []*Tensor{x}, func(g *Tensor) []*Tensor {
-		return []*Tensor{{dev: g.dev, shape: xs, data: g.data}}
+		return []*Tensor{g.view(xs)}
 	})
 }
 
@@ -68,8 +68,12 @@ func permuteRaw(x *Tensor, perm []int) *Tensor {
 		srcSt[i] = st[p]
 	}
 	out := empty(x.dev, shape...)
-	if len(out.data) > 0 {
-		stridedCopy(x.dev, shape, x.data, srcSt, out.data)
+	if k := x.dev.kern; k != nil {
+		stridedDev(k, out, x, srcSt, 0)
+		return out
+	}
+	if out.Len() > 0 {
+		stridedCopy(x.dev, shape, x.h(), srcSt, out.h())
 	}
 	return out
 }
@@ -123,8 +127,8 @@ func Expand(x *Tensor, shape ...int) *Tensor {
 			xs[i] = 1
 		}
 	}
-	out := expandRaw(&Tensor{dev: x.dev, shape: xs, data: x.data}, shape)
-	out = &Tensor{dev: x.dev, shape: cloneInts(shape), data: out.data}
+	out := expandRaw(x.view(xs), shape)
+	out = out.view(cloneInts(shape))
 	orig := x.shape
 	return record(out, "Expand", []*Tensor{x}, func(g *Tensor) []*Tensor {
 		return []*Tensor{sumTo(g, orig)}
@@ -157,7 +161,7 @@ func Concat(ax int, xs ...*Tensor) *Tensor {
 	for _, x := range xs {
 		w := x.shape[ax] * inner
 		for o := 0; o < outer; o++ {
-			copy(out.data[o*total+off:o*total+off+w], x.data[o*w:(o+1)*w])
+			copy(out.h()[o*total+off:o*total+off+w], x.h()[o*w:(o+1)*w])
 		}
 		off += w
 	}
@@ -174,7 +178,7 @@ func Concat(ax int, xs ...*Tensor) *Tensor {
 			if need[k] {
 				gx := empty(g.dev, xshape...)
 				for o := 0; o < outer; o++ {
-					copy(gx.data[o*w:(o+1)*w], g.data[o*total+off:o*total+off+w])
+					copy(gx.h()[o*w:(o+1)*w], g.h()[o*total+off:o*total+off+w])
 				}
 				res[k] = gx
 			}
@@ -204,11 +208,11 @@ func Slice(x *Tensor, ax, start, end, step int) *Tensor {
 	shape[ax] = m
 	outer, _, inner := splitAt(x.shape, ax)
 	out := empty(x.dev, shape...)
-	for o := 0; o < outer; o++ {
-		for r := 0; r < m; r++ {
-			src := (o*n + start + r*step) * inner
-			copy(out.data[(o*m+r)*inner:(o*m+r+1)*inner], x.data[src:src+inner])
-		}
+	if k := x.dev.kern; k != nil {
+		// out [outer, m, inner] reads x at (o*n + start + r*step)*inner + i.
+		stridedDev(k, Reshape(out, outer, m, inner), x, []int{n * inner, step * inner, 1}, start*inner)
+	} else {
+		sliceHost(out, x, outer, m, n, inner, start, step)
 	}
 	xs := x.shape
 	return record(out, "Slice", []*Tensor{x}, func(g *Tensor) []*Tensor {
@@ -216,11 +220,22 @@ func Slice(x *Tensor, ax, start, end, step int) *Tensor {
 		for o := 0; o < outer; o++ {
 			for r := 0; r < m; r++ {
 				dst := (o*n + start + r*step) * inner
-				copy(gx.data[dst:dst+inner], g.data[(o*m+r)*inner:(o*m+r+1)*inner])
+				copy(gx.h()[dst:dst+inner], g.h()[(o*m+r)*inner:(o*m+r+1)*inner])
 			}
 		}
 		return []*Tensor{gx}
 	})
+}
+
+// sliceHost copies rows start, start+step, ... of x [outer, n, inner] into out
+// [outer, m, inner].
+func sliceHost(out, x *Tensor, outer, m, n, inner, start, step int) {
+	for o := 0; o < outer; o++ {
+		for r := 0; r < m; r++ {
+			src := (o*n + start + r*step) * inner
+			copy(out.h()[(o*m+r)*inner:(o*m+r+1)*inner], x.h()[src:src+inner])
+		}
+	}
 }
 
 // Split cuts x along axis ax into pieces of the given sizes.

@@ -113,8 +113,8 @@ func softplusSliceGo(dst, src []float32) {
 // goroutines, without recording a node.
 func mapSlices(x *Tensor, k func(dst, src []float32)) *Tensor {
 	out := empty(x.dev, x.shape...)
-	x.dev.parallel(len(x.data), 16384, func(lo, hi int) {
-		k(out.data[lo:hi], x.data[lo:hi])
+	x.dev.parallel(x.Len(), 16384, func(lo, hi int) {
+		k(out.h()[lo:hi], x.h()[lo:hi])
 	})
 	return out
 }
@@ -123,8 +123,8 @@ func mapSlices(x *Tensor, k func(dst, src []float32)) *Tensor {
 // chunks on the device's goroutines, without recording a node.
 func zipSlices(a, b *Tensor, k func(dst, a, b []float32)) *Tensor {
 	out := empty(a.dev, a.shape...)
-	a.dev.parallel(len(a.data), 16384, func(lo, hi int) {
-		k(out.data[lo:hi], a.data[lo:hi], b.data[lo:hi])
+	a.dev.parallel(a.Len(), 16384, func(lo, hi int) {
+		k(out.h()[lo:hi], a.h()[lo:hi], b.h()[lo:hi])
 	})
 	return out
 }

@@ -358,9 +358,9 @@ func TestExpFamilyOps(t *testing.T) {
 		check := func(name string, got *Tensor, want []float32, tol float32) {
 			t.Helper()
 			for i, w := range want {
-				v := got.data[i]
+				v := got.h()[i]
 				if v != v || math.Abs(float64(v-w)) > float64(tol)*math.Max(1, math.Abs(float64(w))) {
-					t.Errorf("%s(%v) = %v, want %v", name, big.data[i], v, w)
+					t.Errorf("%s(%v) = %v, want %v", name, big.h()[i], v, w)
 				}
 			}
 		}
@@ -370,15 +370,15 @@ func TestExpFamilyOps(t *testing.T) {
 		check("Tanh", Tanh(big), []float32{-1, -1, -1, -1, 1, 1, 1, 1}, 0)
 		check("Softplus", Softplus(big), []float32{0, 0, 0, 1.9287498e-22, 50, 89, 100, 1000}, 1e-6)
 		check("ELU", ELU(big, 1), []float32{-1, -1, -1, -1, 50, 89, 100, 1000}, 0)
-		if v := SiLU(FromSlice(testDev, []float32{-100}, 1)).data[0]; v != 0 || !math.Signbit(float64(v)) {
+		if v := SiLU(FromSlice(testDev, []float32{-100}, 1)).h()[0]; v != 0 || !math.Signbit(float64(v)) {
 			t.Errorf("SiLU(-100) = %v, want -0", v)
 		}
 		xg := big.Clone().SetRequiresGrad(true)
 		for name, f := range map[string]func(*Tensor) *Tensor{"SiLU": SiLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "Softplus": Softplus,
 			"ELU": func(x *Tensor) *Tensor { return ELU(x, 1) }} {
-			for i, v := range Grad(f(xg), Full(testDev, 1, 8), xg)[0].data {
+			for i, v := range Grad(f(xg), Full(testDev, 1, 8), xg)[0].h() {
 				if v != v {
-					t.Errorf("d%s/dx(%v) = NaN", name, big.data[i])
+					t.Errorf("d%s/dx(%v) = NaN", name, big.h()[i])
 				}
 			}
 		}

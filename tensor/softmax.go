@@ -13,19 +13,19 @@ const softmaxBlock = 256
 func softmaxRaw(x *Tensor, ax int, log bool) *Tensor {
 	outer, n, inner := splitAt(x.shape, ax)
 	out := empty(x.dev, x.shape...)
-	if n == 0 || len(x.data) == 0 {
+	if n == 0 || x.Len() == 0 {
 		return out
 	}
 	if inner == 1 {
 		x.dev.parallel(outer, max(1, 4096/n), func(lo, hi int) {
 			for o := lo; o < hi; o++ {
 				if log {
-					softmaxRow(out.data[o*n:(o+1)*n], x.data[o*n:(o+1)*n], log)
+					softmaxRow(out.h()[o*n:(o+1)*n], x.h()[o*n:(o+1)*n], log)
 					continue
 				}
 				// The vectorised exponentials (SLEEF's expf, as PyTorch's CPU kernel).
-				copy(out.data[o*n:(o+1)*n], x.data[o*n:(o+1)*n])
-				softmaxRowFast(out.data[o*n : (o+1)*n])
+				copy(out.h()[o*n:(o+1)*n], x.h()[o*n:(o+1)*n])
+				softmaxRowFast(out.h()[o*n : (o+1)*n])
 			}
 		})
 		return out
@@ -40,9 +40,9 @@ func softmaxRaw(x *Tensor, ax int, log bool) *Tensor {
 			w := i1 - i0
 			m, s := mx[:w], sum[:w]
 			base := o*n*inner + i0
-			copy(m, x.data[base:base+w])
+			copy(m, x.h()[base:base+w])
 			for r := 1; r < n; r++ {
-				row := x.data[base+r*inner : base+r*inner+w]
+				row := x.h()[base+r*inner : base+r*inner+w]
 				for i, v := range row {
 					if v > m[i] || v != v {
 						m[i] = v
@@ -51,8 +51,8 @@ func softmaxRaw(x *Tensor, ax int, log bool) *Tensor {
 			}
 			clear(s)
 			for r := 0; r < n; r++ {
-				row := x.data[base+r*inner : base+r*inner+w]
-				dst := out.data[base+r*inner : base+r*inner+w]
+				row := x.h()[base+r*inner : base+r*inner+w]
+				dst := out.h()[base+r*inner : base+r*inner+w]
 				for i, v := range row {
 					e := math.Exp(float64(v - m[i]))
 					s[i] += e
@@ -62,8 +62,8 @@ func softmaxRaw(x *Tensor, ax int, log bool) *Tensor {
 				}
 			}
 			for r := 0; r < n; r++ {
-				row := x.data[base+r*inner : base+r*inner+w]
-				dst := out.data[base+r*inner : base+r*inner+w]
+				row := x.h()[base+r*inner : base+r*inner+w]
+				dst := out.h()[base+r*inner : base+r*inner+w]
 				for i := range dst {
 					if log {
 						dst[i] = (row[i] - m[i]) - float32(math.Log(s[i]))
@@ -138,19 +138,22 @@ func rowDots(dev *Device, a, b []float32, outer, n, inner int) []float64 {
 func Softmax(x *Tensor, ax int) *Tensor {
 	ax = axis(ax, len(x.shape), "Softmax")
 	outer, n, inner := splitAt(x.shape, ax)
+	if x.dev.kern != nil {
+		return softmaxDev(x, outer, n, inner, false)
+	}
 	out := softmaxRaw(x, ax, false)
 	dev, shape := x.dev, x.shape
 	// y_i = e^x_i / sum_j e^x_j:  dy_i/dx_k = y_i (delta_ik - y_k), so
 	//   dx_k = sum_i g_i y_i (delta_ik - y_k) = y_k (g_k - sum_i g_i y_i).
 	return record(out, "Softmax", []*Tensor{x}, func(g *Tensor) []*Tensor {
-		dots := rowDots(dev, g.data, out.data, outer, n, inner)
+		dots := rowDots(dev, g.h(), out.h(), outer, n, inner)
 		gx := empty(dev, shape...)
 		dev.parallel(outer, max(1, 8192/max(n*inner, 1)), func(lo, hi int) {
 			for o := lo; o < hi; o++ {
 				d := dots[o*inner : (o+1)*inner]
 				for r := 0; r < n; r++ {
 					off := (o*n + r) * inner
-					gs, ys, dst := g.data[off:off+inner], out.data[off:off+inner], gx.data[off:off+inner]
+					gs, ys, dst := g.h()[off:off+inner], out.h()[off:off+inner], gx.h()[off:off+inner]
 					for i := range dst {
 						dst[i] = float32(float64(ys[i]) * (float64(gs[i]) - d[i]))
 					}
@@ -167,18 +170,21 @@ func Softmax(x *Tensor, ax int) *Tensor {
 func LogSoftmax(x *Tensor, ax int) *Tensor {
 	ax = axis(ax, len(x.shape), "LogSoftmax")
 	outer, n, inner := splitAt(x.shape, ax)
+	if x.dev.kern != nil {
+		return softmaxDev(x, outer, n, inner, true)
+	}
 	out := softmaxRaw(x, ax, true)
 	// y_i = x_i - log sum_j e^x_j:  dy_i/dx_k = delta_ik - softmax_k, so
 	//   dx_k = g_k - e^y_k sum_i g_i.
 	return record(out, "LogSoftmax", []*Tensor{x}, func(g *Tensor) []*Tensor {
-		sums := rowDots(x.dev, g.data, nil, outer, n, inner)
+		sums := rowDots(x.dev, g.h(), nil, outer, n, inner)
 		gx := empty(x.dev, x.shape...)
 		x.dev.parallel(outer, max(1, 8192/max(n*inner, 1)), func(lo, hi int) {
 			for o := lo; o < hi; o++ {
 				s := sums[o*inner : (o+1)*inner]
 				for r := 0; r < n; r++ {
 					off := (o*n + r) * inner
-					gs, ys, dst := g.data[off:off+inner], out.data[off:off+inner], gx.data[off:off+inner]
+					gs, ys, dst := g.h()[off:off+inner], out.h()[off:off+inner], gx.h()[off:off+inner]
 					for i := range dst {
 						dst[i] = float32(float64(gs[i]) - math.Exp(float64(ys[i]))*s[i])
 					}

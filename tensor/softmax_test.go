@@ -11,23 +11,23 @@ import (
 // tricks beyond what float64 needs.
 func naiveSoftmax(x *Tensor, ax int, log bool) []float64 {
 	outer, n, inner := splitAt(x.shape, ax)
-	y := make([]float64, len(x.data))
+	y := make([]float64, x.Len())
 	for o := 0; o < outer; o++ {
 		for i := 0; i < inner; i++ {
 			m := math.Inf(-1)
 			for r := 0; r < n; r++ {
-				m = math.Max(m, float64(x.data[(o*n+r)*inner+i]))
+				m = math.Max(m, float64(x.h()[(o*n+r)*inner+i]))
 			}
 			var s float64
 			for r := 0; r < n; r++ {
-				s += math.Exp(float64(x.data[(o*n+r)*inner+i]) - m)
+				s += math.Exp(float64(x.h()[(o*n+r)*inner+i]) - m)
 			}
 			for r := 0; r < n; r++ {
 				k := (o*n+r)*inner + i
 				if log {
-					y[k] = float64(x.data[k]) - m - math.Log(s)
+					y[k] = float64(x.h()[k]) - m - math.Log(s)
 				} else {
-					y[k] = math.Exp(float64(x.data[k])-m) / s
+					y[k] = math.Exp(float64(x.h()[k])-m) / s
 				}
 			}
 		}
@@ -57,7 +57,7 @@ func TestSoftmax(t *testing.T) {
 			t.Run(fmt.Sprint(name, tc.shape, tc.ax), func(t *testing.T) {
 				x := randT(rng, -3, 3, tc.shape...)
 				want := naiveSoftmax(x, axis(tc.ax, len(tc.shape), ""), log)
-				if d := maxDiff(f(x, tc.ax).data, want); d > 1e-6 {
+				if d := maxDiff(f(x, tc.ax).h(), want); d > 1e-6 {
 					t.Errorf("forward: max diff %g", d)
 				}
 				if x.Len() <= 100 {
@@ -96,7 +96,7 @@ func TestSoftmaxGradLarge(t *testing.T) {
 	g := Grad(y, randT(rng, -1, 1, 4, 64).Detach(), x)[0]
 	for r := 0; r < 4; r++ {
 		var s float64
-		for _, v := range g.data[r*64 : (r+1)*64] {
+		for _, v := range g.h()[r*64 : (r+1)*64] {
 			s += float64(v)
 		}
 		if math.Abs(s) > 1e-6 {

@@ -10,7 +10,8 @@ import (
 type Tensor struct {
 	dev   *Device
 	shape []int
-	data  []float32
+	data  []float32 // the elements, on a host device
+	st    *storage  // the elements, on an accelerator (data is then nil)
 
 	ag *slot // autograd identity; nil when no gradient flows to this tensor
 }
@@ -18,19 +19,31 @@ type Tensor struct {
 // New returns a zero-filled tensor of the given shape on dev.
 func New(dev *Device, shape ...int) *Tensor {
 	n := numel(shape)
+	if dev.acc != nil {
+		return &Tensor{dev: dev, shape: cloneInts(shape), st: newStorage(dev, n, nil, true)}
+	}
 	return &Tensor{dev: dev, shape: cloneInts(shape), data: make([]float32, n)}
 }
 
 // empty returns a tensor whose contents are unspecified (every element must be written).
 func empty(dev *Device, shape ...int) *Tensor {
-	return &Tensor{dev: dev, shape: cloneInts(shape), data: make([]float32, numel(shape))}
+	n := numel(shape)
+	if dev.acc != nil {
+		return &Tensor{dev: dev, shape: cloneInts(shape), st: newStorage(dev, n, nil, false)}
+	}
+	return &Tensor{dev: dev, shape: cloneInts(shape), data: make([]float32, n)}
 }
 
-// FromSlice wraps data (not copied) as a tensor of the given shape.
+// FromSlice makes a tensor of the given shape from data. On a host device the
+// tensor wraps data (not copied); on an accelerator data is its host copy until an
+// op uploads it, so do not write to data after the call.
 // It panics if len(data) does not match the shape.
 func FromSlice(dev *Device, data []float32, shape ...int) *Tensor {
 	if len(data) != numel(shape) {
 		panic(fmt.Sprintf("tensor: FromSlice: %d values for shape %v", len(data), shape))
+	}
+	if dev.acc != nil {
+		return &Tensor{dev: dev, shape: cloneInts(shape), st: newStorage(dev, len(data), data, false)}
 	}
 	return &Tensor{dev: dev, shape: cloneInts(shape), data: data}
 }
@@ -38,6 +51,10 @@ func FromSlice(dev *Device, data []float32, shape ...int) *Tensor {
 // Full returns a tensor of the given shape filled with v.
 func Full(dev *Device, v float32, shape ...int) *Tensor {
 	t := empty(dev, shape...)
+	if t.st != nil {
+		t.st.fill(v)
+		return t
+	}
 	for i := range t.data {
 		t.data[i] = v
 	}
@@ -49,11 +66,11 @@ func Scalar(dev *Device, v float32) *Tensor { return Full(dev, v) }
 
 // Randn returns a tensor of standard normal samples drawn from rng.
 func Randn(dev *Device, rng *rand.Rand, shape ...int) *Tensor {
-	t := empty(dev, shape...)
-	for i := range t.data {
-		t.data[i] = float32(rng.NormFloat64())
+	v := make([]float32, numel(shape))
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
 	}
-	return t
+	return FromSlice(dev, v, shape...)
 }
 
 // Device returns the device the tensor lives on.
@@ -69,7 +86,12 @@ func (t *Tensor) Dim(i int) int { return t.shape[axis(i, len(t.shape), "Dim")] }
 func (t *Tensor) Rank() int { return len(t.shape) }
 
 // Len returns the number of elements.
-func (t *Tensor) Len() int { return len(t.data) }
+func (t *Tensor) Len() int {
+	if t.st != nil {
+		return t.st.n
+	}
+	return len(t.data)
+}
 
 // Strides returns the row-major strides of the tensor, in elements, as PyTorch reports them.
 func (t *Tensor) Strides() []int {
@@ -82,14 +104,43 @@ func (t *Tensor) Strides() []int {
 	return s
 }
 
-// Data returns the tensor's elements in row-major order. The slice aliases the
-// tensor: writing to it changes the tensor (and invalidates recorded gradients).
-func (t *Tensor) Data() []float32 { return t.data }
+// Data returns the tensor's elements in row-major order, on the host. Writing to
+// the slice changes the tensor (and invalidates recorded gradients). On a host
+// device the slice is the tensor's storage. On an accelerator Data copies the
+// elements to the host, and the slice stays the tensor's storage until an op next
+// uses the tensor, which copies it back: keep it no longer than that. Values and
+// SetValues copy instead.
+func (t *Tensor) Data() []float32 { return t.h() }
+
+// Values returns a host copy of the tensor's elements in row-major order.
+func (t *Tensor) Values() []float32 {
+	if t.st != nil {
+		return t.st.values()
+	}
+	return append([]float32(nil), t.data...)
+}
+
+// SetValues overwrites the tensor's elements with src (row-major, as many as the
+// tensor has), copying them to the device where the tensor lives. It panics on a
+// length mismatch.
+func (t *Tensor) SetValues(src []float32) {
+	if len(src) != t.Len() {
+		panic(fmt.Sprintf("tensor: SetValues: %d values for shape %v", len(src), t.shape))
+	}
+	if t.st != nil {
+		t.st.setValues(src)
+		return
+	}
+	copy(t.data, src)
+}
 
 // Item returns the only element of a one-element tensor.
 func (t *Tensor) Item() float32 {
-	if len(t.data) != 1 {
+	if t.Len() != 1 {
 		panic(fmt.Sprintf("tensor: Item of a tensor of shape %v", t.shape))
+	}
+	if t.st != nil {
+		return t.st.values()[0]
 	}
 	return t.data[0]
 }
@@ -97,13 +148,17 @@ func (t *Tensor) Item() float32 {
 // Clone returns a copy of t that does not require a gradient and has no history.
 func (t *Tensor) Clone() *Tensor {
 	c := empty(t.dev, t.shape...)
+	if t.st != nil {
+		c.st.copyFrom(t.st)
+		return c
+	}
 	copy(c.data, t.data)
 	return c
 }
 
 // Detach returns a tensor sharing t's data with no history and no gradient.
 func (t *Tensor) Detach() *Tensor {
-	return &Tensor{dev: t.dev, shape: t.shape, data: t.data}
+	return t.view(t.shape)
 }
 
 // RequiresGrad reports whether gradients flow to t.
@@ -156,10 +211,14 @@ func (t *Tensor) ZeroGrad() {
 
 // String summarises the tensor for debugging.
 func (t *Tensor) String() string {
-	if len(t.data) <= 8 {
-		return fmt.Sprintf("Tensor%v%v", t.shape, t.data)
+	v := t.data
+	if t.st != nil {
+		v = t.st.values()
 	}
-	return fmt.Sprintf("Tensor%v[%v %v %v ...]", t.shape, t.data[0], t.data[1], t.data[2])
+	if len(v) <= 8 {
+		return fmt.Sprintf("Tensor%v%v", t.shape, v)
+	}
+	return fmt.Sprintf("Tensor%v[%v %v %v ...]", t.shape, v[0], v[1], v[2])
 }
 
 func numel(shape []int) int {
