@@ -122,6 +122,9 @@ type Kernels interface {
 	// Strided writes the contiguous dst of shape (rank <= 6) with dst[idx] =
 	// src[idx . st] (Permute, Slice, Expand, Concat).
 	Strided(dst, src Buffer, shape, st []int)
+	// Scatter writes dst[idx . dst] = src[idx] for the contiguous src of shape
+	// (rank <= 6): the strided destination of Concat and of Slice's gradient.
+	Scatter(dst Buffer, dstSt []int, src Buffer, shape []int)
 	// SumAxis writes out[o*inner+i] = sum over j < n of x[(o*n+j)*inner+i].
 	SumAxis(out, x Buffer, outer, n, inner int)
 	// GEMM computes, for each of batch products, row-major

@@ -20,7 +20,20 @@ func stridedDev(k Kernels, out, x *Tensor, st []int, off int) {
 	k.Strided(out.st.out(), x.st.in().At(off), sizes, sts[0])
 }
 
-// lds returns the row strides of op(A) [m, k] stored row-major.
+// scatterDev writes x (contiguous) into dst at dst[off + idx . st] on the
+// device; dst's other elements are left as they are.
+func scatterDev(k Kernels, dst Buffer, st []int, off int, x *Tensor) {
+	if x.Len() == 0 {
+		return
+	}
+	sizes, sts := collapse(x.shape, st, contiguousStrides(x.shape))
+	if len(sizes) > maxKernelRank {
+		panic("tensor: strided copy of more than 6 axes on an accelerator")
+	}
+	k.Scatter(dst.At(off), sts[0], x.st.in(), sizes)
+}
+
+// ld returns the row strides of op(A) [m, k] stored row-major.
 func ld(trans bool, rows, cols int) int {
 	if trans {
 		return rows

@@ -265,6 +265,11 @@ func (k hostKernels) Strided(dst, src Buffer, shape, st []int) {
 	offsets(shape, func(i int, o [2]int) { ds[i] = ss[o[0]] }, st, nil)
 }
 
+func (k hostKernels) Scatter(dst Buffer, dstSt []int, src Buffer, shape []int) {
+	ds, ss := k.mem(dst, span(shape, dstSt)), k.mem(src, numel(shape))
+	offsets(shape, func(i int, o [2]int) { ds[o[0]] = ss[i] }, dstSt, nil)
+}
+
 func (k hostKernels) SumAxis(out, x Buffer, outer, n, inner int) {
 	os, xs := k.mem(out, outer*inner), k.mem(x, outer*n*inner)
 	for o := 0; o < outer; o++ {

@@ -157,9 +157,15 @@ func Concat(ax int, xs ...*Tensor) *Tensor {
 	outer, _, inner := splitAt(shape, ax)
 	out := empty(xs[0].dev, shape...)
 	total := shape[ax] * inner
+	kern := out.dev.kern
 	off := 0
 	for _, x := range xs {
 		w := x.shape[ax] * inner
+		if kern != nil {
+			scatterDev(kern, out.st.out(), []int{total, 1}, off, x.view([]int{outer, w}))
+			off += w
+			continue
+		}
 		for o := 0; o < outer; o++ {
 			copy(out.h()[o*total+off:o*total+off+w], x.h()[o*w:(o+1)*w])
 		}
@@ -177,6 +183,12 @@ func Concat(ax int, xs ...*Tensor) *Tensor {
 			w := xshape[ax] * inner
 			if need[k] {
 				gx := empty(g.dev, xshape...)
+				if kern != nil {
+					stridedDev(kern, gx.view([]int{outer, w}), g, []int{total, 1}, off)
+					res[k] = gx
+					off += w
+					continue
+				}
 				for o := 0; o < outer; o++ {
 					copy(gx.h()[o*w:(o+1)*w], g.h()[o*total+off:o*total+off+w])
 				}
@@ -210,13 +222,17 @@ func Slice(x *Tensor, ax, start, end, step int) *Tensor {
 	out := empty(x.dev, shape...)
 	if k := x.dev.kern; k != nil {
 		// out [outer, m, inner] reads x at (o*n + start + r*step)*inner + i.
-		stridedDev(k, Reshape(out, outer, m, inner), x, []int{n * inner, step * inner, 1}, start*inner)
+		stridedDev(k, out.view([]int{outer, m, inner}), x, []int{n * inner, step * inner, 1}, start*inner)
 	} else {
 		sliceHost(out, x, outer, m, n, inner, start, step)
 	}
 	xs := x.shape
 	return record(out, "Slice", []*Tensor{x}, func(g *Tensor) []*Tensor {
 		gx := New(g.dev, xs...)
+		if k := g.dev.kern; k != nil {
+			scatterDev(k, gx.st.inout(), []int{n * inner, step * inner, 1}, start*inner, g.view([]int{outer, m, inner}))
+			return []*Tensor{gx}
+		}
 		for o := 0; o < outer; o++ {
 			for r := 0; r < m; r++ {
 				dst := (o*n + start + r*step) * inner
