@@ -55,9 +55,11 @@ func New(dev *tensor.Device, cfg Config, rng *rand.Rand) (*UNet, error) {
 	if cfg.NumClasses != nil {
 		u.LabelEmb = tensor.New(dev, *cfg.NumClasses, ted)
 		if rng != nil {
-			for i := range u.LabelEmb.Data() {
-				u.LabelEmb.Data()[i] = float32(rng.NormFloat64())
+			v := make([]float32, u.LabelEmb.Len())
+			for i := range v {
+				v[i] = float32(rng.NormFloat64())
 			}
+			u.LabelEmb.SetValues(v)
 		}
 	}
 	res := func(cin, cout int, up, down bool) *ResBlock {

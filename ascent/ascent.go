@@ -79,7 +79,7 @@ func Run(x0 *tensor.Tensor, f Objective, cfg Config, callback func(Step)) (Resul
 		if e.Rank() != 1 || e.Dim(0) != x.Dim(0) {
 			panic(fmt.Sprintf("ascent: objective of shape %v for a batch of %d", e.Shape(), x.Dim(0)))
 		}
-		eval := append([]float32(nil), e.Data()...)
+		eval := e.Values()
 		for k, v := range eval {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 				return res, fmt.Errorf("ascent: the objective of sample %d is %v at iteration %d; lower the learning rate or check the model", k, v, i)
@@ -100,6 +100,8 @@ func Run(x0 *tensor.Tensor, f Objective, cfg Config, callback func(Step)) (Resul
 		if cfg.Norm > 0 {
 			next = tensor.ChangeNorm(next, cfg.Norm)
 		}
+		// In place on the host (no op runs between taking the slices and the copy);
+		// next may share x's storage, when the copy is a no-op.
 		copy(x.Data(), next.Data())
 		res = Result{Image: x.Detach().Clone(), Evaluation: eval}
 		if callback != nil {

@@ -1,6 +1,7 @@
 package ascent
 
 import (
+	"egg/internal/testdevice"
 	"math"
 	"regexp"
 	"strconv"
@@ -12,7 +13,7 @@ import (
 	"egg/tensor"
 )
 
-var testDev = tensor.CPU(2)
+var testDev = testdevice.Get()
 
 var (
 	lrRE    = regexp.MustCompile(`lr = ([\d.e-]+)`)

@@ -80,8 +80,8 @@ func DiscretizedGaussianLogLikelihood(x, means, logScales *tensor.Tensor) *tenso
 	logCDFDelta := tensor.Log(tensor.Clamp(tensor.Sub(cdfPlus, cdfMin), floor, inf))
 	// th.where(x < -0.999, log_cdf_plus, th.where(x > 0.999, log_one_minus_cdf_min,
 	// log_cdf_delta)) as a sum of masked terms: every term is finite, so the masks select
-	// exactly, gradients included.
-	xs := x.Data()
+	// exactly, gradients included. (Values, not Data: x stays valid on an accelerator.)
+	xs := x.Values()
 	low, high, mid := make([]float32, len(xs)), make([]float32, len(xs)), make([]float32, len(xs))
 	for k, v := range xs {
 		switch {

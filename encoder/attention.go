@@ -111,8 +111,7 @@ func PositionalEncoding(dev *tensor.Device, c, h, w int) *tensor.Tensor {
 			p[pos*d+2*j+1] = float32(math.Cos(a))
 		}
 	}
-	pe := tensor.New(dev, c, h*w)
-	data := pe.Data()
+	data := make([]float32, c*h*w)
 	for k := 0; k < c; k++ {
 		for r := 0; r < h; r++ {
 			for col := 0; col < w; col++ {
@@ -124,7 +123,7 @@ func PositionalEncoding(dev *tensor.Device, c, h, w int) *tensor.Tensor {
 			}
 		}
 	}
-	return pe
+	return tensor.FromSlice(dev, data, c, h*w)
 }
 
 // AttentionReadout is the paper's attention readout (one session of nnvision's
@@ -183,9 +182,11 @@ func NewAttentionReadout(dev *tensor.Device, cfg AttentionConfig, session string
 	if rng != nil {
 		std := 1 / math.Sqrt(float64(e))
 		for _, t := range []*tensor.Tensor{r.Query, r.Features} {
-			for i := range t.Data() {
-				t.Data()[i] = float32(rng.NormFloat64() * std)
+			v := make([]float32, t.Len())
+			for i := range v {
+				v[i] = float32(rng.NormFloat64() * std)
 			}
+			t.SetValues(v)
 		}
 	}
 	return r, nil
@@ -278,14 +279,18 @@ func (r *AttentionReadout) attend(x *tensor.Tensor) attention {
 // dropoutMask returns a [shape] tensor of inverted-dropout factors: 0 with
 // probability p, 1/(1-p) otherwise.
 func dropoutMask(dev *tensor.Device, rng *rand.Rand, p float32, shape ...int) *tensor.Tensor {
-	m := tensor.New(dev, shape...)
+	n := 1
+	for _, s := range shape {
+		n *= s
+	}
+	m := make([]float32, n)
 	keep := 1 / (1 - p)
-	for i := range m.Data() {
+	for i := range m {
 		if rng.Float32() >= p {
-			m.Data()[i] = keep
+			m[i] = keep
 		}
 	}
-	return m
+	return tensor.FromSlice(dev, m, shape...)
 }
 
 // Regularizer implements Readout: GammaFeatures * sum|Features| + GammaQuery *

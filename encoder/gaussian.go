@@ -74,9 +74,11 @@ func NewGaussianReadout(dev *tensor.Device, cfg GaussianConfig, session string, 
 		r.Bias = tensor.New(dev, neurons)
 	}
 	if rng != nil {
-		for i := range r.Mu.Data() {
-			r.Mu.Data()[i] = float32((2*rng.Float64() - 1) * float64(cfg.InitMuRange))
+		mu := make([]float32, r.Mu.Len())
+		for i := range mu {
+			mu[i] = float32((2*rng.Float64() - 1) * float64(cfg.InitMuRange))
 		}
+		r.Mu.SetValues(mu)
 		fill(r.Sigma, cfg.InitSigma)
 		fill(r.Features, 1/float32(channels))
 	}
@@ -92,9 +94,11 @@ func noiseSource(rng *rand.Rand) *rand.Rand {
 }
 
 func fill(t *tensor.Tensor, v float32) {
-	for i := range t.Data() {
-		t.Data()[i] = v
+	vs := make([]float32, t.Len())
+	for i := range vs {
+		vs[i] = v
 	}
+	t.SetValues(vs)
 }
 
 // Visit implements nn.Module.
@@ -115,10 +119,12 @@ func (r *GaussianReadout) SetTraining(training bool) { r.Training = training }
 // Grid clamps Mu to [-1, 1] in place and returns the positions read in evaluation,
 // a [1, N, 1, 2] tensor.
 func (r *GaussianReadout) Grid() *tensor.Tensor {
-	clampInPlace(r.Mu.Data(), -1, 1)
+	clampInPlace(r.Mu.Data(), -1, 1) // done with the slice before the op below uses Mu
 	return tensor.Clamp(r.Mu, -1, 1)
 }
 
+// clampInPlace clamps xs on the host. Callers pass Mu.Data() and finish before any
+// op uses Mu, so the slice is still Mu's storage on an accelerator; no copy on the CPU.
 func clampInPlace(xs []float32, lo, hi float32) {
 	for i, v := range xs {
 		xs[i] = min(max(v, lo), hi)
@@ -131,7 +137,7 @@ func (r *GaussianReadout) Forward(x *tensor.Tensor) *tensor.Tensor {
 		panic(fmt.Sprintf("encoder: Gaussian readout: feature map %v, want [B, %d, H, W]", x.Shape(), r.Features.Dim(1)))
 	}
 	b, c, n := x.Dim(0), x.Dim(1), r.Neurons()
-	clampInPlace(r.Mu.Data(), -1, 1)
+	clampInPlace(r.Mu.Data(), -1, 1) // in place, before any op below uses Mu
 	var grid *tensor.Tensor
 	if r.Training {
 		rows := b

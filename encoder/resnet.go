@@ -96,9 +96,11 @@ func kaimingFanOut(w *tensor.Tensor, rng *rand.Rand) {
 	}
 	s := w.Shape()
 	std := math.Sqrt(2 / float64(s[0]*s[2]*s[3]))
-	for i := range w.Data() {
-		w.Data()[i] = float32(rng.NormFloat64() * std)
+	v := make([]float32, w.Len())
+	for i := range v {
+		v[i] = float32(rng.NormFloat64() * std)
 	}
+	w.SetValues(v)
 }
 
 // Visit implements nn.Module.

@@ -226,9 +226,11 @@ func xavierNormal(w *tensor.Tensor, rng *rand.Rand) {
 		rf *= d
 	}
 	std := math.Sqrt(2 / float64(s[0]*rf+s[1]*rf))
-	for i := range w.Data() {
-		w.Data()[i] = float32(rng.NormFloat64() * std)
+	v := make([]float32, w.Len())
+	for i := range v {
+		v[i] = float32(rng.NormFloat64() * std)
 	}
+	w.SetValues(v)
 }
 
 // Visit implements nn.Module.

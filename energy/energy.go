@@ -79,14 +79,14 @@ func pick(r *tensor.Tensor, idx []int) *tensor.Tensor {
 	if len(idx) != n {
 		panic(fmt.Sprintf("energy: %d neurons for a batch of %d", len(idx), n))
 	}
-	oneHot := tensor.New(r.Device(), n, m)
+	oneHot := make([]float32, n*m)
 	for k, j := range idx {
 		if j < 0 || j >= m {
 			panic(fmt.Sprintf("energy: neuron %d out of range for a model of %d neurons", j, m))
 		}
-		oneHot.Data()[k*m+j] = 1
+		oneHot[k*m+j] = 1
 	}
-	return tensor.Sum(tensor.Mul(r, oneHot), false, 1)
+	return tensor.Sum(tensor.Mul(r, tensor.FromSlice(r.Device(), oneHot, n, m)), false, 1)
 }
 
 // Population is minus a weighted sum of responses: E = -sum_j w_j r_j(x).
@@ -180,16 +180,16 @@ func ReceptiveFieldMask(m Model, x *tensor.Tensor, sigma float64, threshold floa
 	if sigma > 0 {
 		a = tensor.GaussianBlur(a, sigma)
 	}
-	d := a.Data()
+	d := a.Values()
 	peak := float32(0)
 	for _, v := range d {
 		peak = float32(math.Max(float64(peak), float64(v)))
 	}
-	mask := tensor.New(x.Device(), 1, 1, x.Dim(2), x.Dim(3))
+	mask := make([]float32, len(d))
 	for i, v := range d {
 		if peak > 0 && v/peak >= threshold {
-			mask.Data()[i] = 1
+			mask[i] = 1
 		}
 	}
-	return mask
+	return tensor.FromSlice(x.Device(), mask, 1, 1, x.Dim(2), x.Dim(3))
 }

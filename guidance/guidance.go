@@ -112,7 +112,7 @@ func GuidedStep(model Denoiser, s *diffusion.Schedule, xt *tensor.Tensor, i int,
 	if e.Rank() != 1 || e.Dim(0) != n {
 		panic(fmt.Sprintf("guidance: the energy returned shape %v for %d samples; want [%d]", e.Shape(), n, n))
 	}
-	energies := append([]float32(nil), e.Data()...)
+	energies := e.Values()
 	for k, v := range energies {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			panic(fmt.Sprintf("guidance: the energy of sample %d is %v at step %d", k, v, i))
@@ -149,14 +149,18 @@ func Noise(dev *tensor.Device, rngs []*rand.Rand, shape ...int) *tensor.Tensor {
 	if len(rngs) != shape[0] {
 		panic(fmt.Sprintf("guidance: %d random sources for a batch of %d", len(rngs), shape[0]))
 	}
-	t := tensor.New(dev, shape...)
-	size := t.Len() / shape[0]
+	n := 1
+	for _, s := range shape {
+		n *= s
+	}
+	v := make([]float32, n)
+	size := n / shape[0]
 	for k, r := range rngs {
 		for j := range size {
-			t.Data()[k*size+j] = float32(r.NormFloat64())
+			v[k*size+j] = float32(r.NormFloat64())
 		}
 	}
-	return t
+	return tensor.FromSlice(dev, v, shape...)
 }
 
 // Sample runs EGG from x_T over every respaced step of s. The noise of the stochastic

@@ -79,7 +79,7 @@ func TopNatural(dev *tensor.Device, m Model, pixels []uint8, size, h, w int, nor
 		x := NaturalInputs(dev, pixels[start*per:(start+b)*per], b, size, h, w, norm)
 		r := m.Forward(x)
 		nn := r.Dim(1)
-		data := r.Data()
+		data := r.Values()
 		for j, neuron := range neurons {
 			if neuron < 0 || neuron >= nn {
 				return nil, fmt.Errorf("mei: neuron %d out of range for a model of %d neurons", neuron, nn)
@@ -155,7 +155,8 @@ func WriteNatural(dir string, rec NaturalRecord, x *tensor.Tensor) error {
 	base := fmt.Sprintf("neuron_%05d", rec.Neuron)
 	rec.Image = base + ".png"
 	k, h, w := x.Dim(0), x.Dim(2), x.Dim(3)
-	img, err := imageio.Grid(x.Data(), k, 1, h, w, k, 2, inputRange(x.Data()))
+	v := x.Values()
+	img, err := imageio.Grid(v, k, 1, h, w, k, 2, inputRange(v))
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,7 @@ func Fit(x *tensor.Tensor, channels, size int) (*tensor.Tensor, error) {
 // term is a likelihood of such values. Values already on the grid (FromUint8's) are
 // unchanged.
 func Quantize(x *tensor.Tensor) *tensor.Tensor {
-	src := x.Data()
+	src := x.Values()
 	v := make([]float32, len(src))
 	for k, p := range src {
 		q := math.Round((math.Max(-1, math.Min(1, float64(p))) + 1) * 127.5)

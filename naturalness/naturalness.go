@@ -236,7 +236,8 @@ func (e *Estimator) Score(ctx context.Context, x *tensor.Tensor, progress Progre
 		}
 		return nil, fmt.Errorf("naturalness: images of shape %v; want [N, C, H, W] with N >= 1", shape)
 	}
-	for k, v := range x.Data() {
+	xv := x.Values()
+	for k, v := range xv {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			return nil, fmt.Errorf("naturalness: pixel %d of the images is %v", k, v)
 		}
@@ -280,7 +281,7 @@ func (e *Estimator) Score(ctx context.Context, x *tensor.Tensor, progress Progre
 		idx := make([]int, b)
 		ts := make([]float32, b)
 		for k, p := range batch {
-			x0 = append(x0, x.Data()[p.image*per:(p.image+1)*per]...)
+			x0 = append(x0, xv[p.image*per:(p.image+1)*per]...)
 			eps = append(eps, noise[p.step]...)
 			idx[k] = e.steps[p.step]
 			ts[k] = s.ModelTimestep(idx[k])
@@ -289,7 +290,7 @@ func (e *Estimator) Score(ctx context.Context, x *tensor.Tensor, progress Progre
 		x0t := tensor.FromSlice(dev, x0, shape...)
 		xt := diffusion.QSample(s, x0t, idx, tensor.FromSlice(dev, eps, shape...)).Detach()
 		out := e.model.Forward(xt, ts, nil).Detach()
-		vb := diffusion.VBTerms(s, x0t, xt, out, idx, e.clip).Data()
+		vb := diffusion.VBTerms(s, x0t, xt, out, idx, e.clip).Values()
 		for k, p := range batch {
 			scores[p.image].Terms[p.step] = float64(vb[k])
 		}
@@ -320,7 +321,7 @@ func (e *Estimator) prior(x0 *tensor.Tensor) []float64 {
 	}
 	mean, _, logVar := diffusion.QMeanVariance(e.sched, x0, last)
 	zero := tensor.Scalar(x0.Device(), 0)
-	kl := diffusion.MeanFlat(diffusion.NormalKL(mean, logVar, zero, zero)).Data()
+	kl := diffusion.MeanFlat(diffusion.NormalKL(mean, logVar, zero, zero)).Values()
 	out := make([]float64, n)
 	for i, v := range kl {
 		out[i] = float64(v) / math.Ln2

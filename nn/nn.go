@@ -131,7 +131,10 @@ func Load(m Module, r checkpoint.Reader, opts LoadOptions) error {
 		if err != nil {
 			return fmt.Errorf("nn: %w", err)
 		}
-		copy(e.T.Data(), v)
+		if len(v) != e.T.Len() {
+			return fmt.Errorf("nn: tensor %q has %d values in the checkpoint, the model expects %d", name, len(v), e.T.Len())
+		}
+		e.T.SetValues(v)
 	}
 	if !opts.AllowUnexpected {
 		var extra []string
@@ -177,7 +180,7 @@ func compatible(a, b []int) bool {
 func Save(path string, m Module, metadata map[string]string) error {
 	var ts []checkpoint.Tensor
 	for _, e := range StateDict(m) {
-		ts = append(ts, checkpoint.Tensor{Name: e.Name, DType: "F32", Shape: e.T.Shape(), F32: e.T.Data()})
+		ts = append(ts, checkpoint.Tensor{Name: e.Name, DType: "F32", Shape: e.T.Shape(), F32: e.T.Values()})
 	}
 	return checkpoint.WriteSafetensors(path, ts, metadata)
 }
@@ -188,9 +191,11 @@ func uniform(t *tensor.Tensor, rng *rand.Rand, bound float64) *tensor.Tensor {
 	if rng == nil || t == nil {
 		return t
 	}
-	for i := range t.Data() {
-		t.Data()[i] = float32((2*rng.Float64() - 1) * bound)
+	v := make([]float32, t.Len())
+	for i := range v {
+		v[i] = float32((2*rng.Float64() - 1) * bound)
 	}
+	t.SetValues(v)
 	return t
 }
 

@@ -91,7 +91,9 @@ func newBase(kind string, groups []Group) base {
 	return b
 }
 
-// each calls f for every parameter with a gradient, with its group and state.
+// each calls f for every parameter with a gradient, with its group and state. f gets
+// the host slices of Data (no copy on the CPU) and updates p in place; it runs no op,
+// so on an accelerator the slices stay the tensors' storage until f returns.
 func (b *base) each(f func(g *Group, p []float32, grad []float32, s *ParamState)) {
 	k := 0
 	for _, g := range b.groups {

@@ -12,6 +12,7 @@ import (
 	"egg/checkpoint"
 	"egg/internal/jsonfloat"
 	"egg/optim"
+	"egg/tensor"
 )
 
 // StateKey is the safetensors metadata key of a training checkpoint's state (JSON).
@@ -108,8 +109,8 @@ func (t *trainer) save(path string, seconds float64) error {
 	var ts []checkpoint.Tensor
 	for i, e := range t.entries {
 		ts = append(ts,
-			checkpoint.Tensor{Name: "model." + e.Name, DType: "F32", Shape: e.T.Shape(), F32: e.T.Data()},
-			checkpoint.Tensor{Name: "ema." + e.Name, DType: "F32", Shape: e.T.Shape(), F32: t.emaEntries[i].T.Data()})
+			checkpoint.Tensor{Name: "model." + e.Name, DType: "F32", Shape: e.T.Shape(), F32: e.T.Values()},
+			checkpoint.Tensor{Name: "ema." + e.Name, DType: "F32", Shape: e.T.Shape(), F32: t.emaEntries[i].T.Values()})
 	}
 	for k, p := range ost.Params {
 		s.Steps = append(s.Steps, p.Step)
@@ -185,11 +186,19 @@ func (t *trainer) load(path string) (bool, error) {
 		copy(dst, v)
 		return nil
 	}
+	readTensor := func(name string, t *tensor.Tensor) error {
+		v := make([]float32, t.Len())
+		if err := read(name, v); err != nil {
+			return err
+		}
+		t.SetValues(v)
+		return nil
+	}
 	for i, e := range t.entries {
-		if err := read("model."+e.Name, e.T.Data()); err != nil {
+		if err := readTensor("model."+e.Name, e.T); err != nil {
 			return fail("%v", err)
 		}
-		if err := read("ema."+e.Name, t.emaEntries[i].T.Data()); err != nil {
+		if err := readTensor("ema."+e.Name, t.emaEntries[i].T); err != nil {
 			return fail("%v", err)
 		}
 	}

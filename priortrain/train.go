@@ -202,7 +202,7 @@ func ZeroInit(u *adm.UNet) {
 	zero := func(ts ...*tensor.Tensor) {
 		for _, t := range ts {
 			if t != nil {
-				clear(t.Data())
+				t.SetValues(make([]float32, t.Len()))
 			}
 		}
 	}
@@ -393,7 +393,7 @@ func newTrainer(dev *tensor.Device, cfg adm.Config, d Diffusion, pool *Pool, o O
 	}
 	t.entries, t.emaEntries = nn.StateDict(t.model), nn.StateDict(t.ema)
 	for i, e := range t.entries {
-		copy(t.emaEntries[i].T.Data(), e.T.Data())
+		t.emaEntries[i].T.SetValues(e.T.Values())
 		if !e.Buffer {
 			t.params = append(t.params, e.T)
 		}
@@ -424,8 +424,7 @@ func (t *trainer) batchIndices(k int) []int {
 func (t *trainer) images(idx []int, flip []bool) *tensor.Tensor {
 	p := t.pool
 	n, s := p.ImageLen(), p.Size
-	x := tensor.New(t.dev, len(idx), p.C, s, s)
-	xd := x.Data()
+	xd := make([]float32, len(idx)*n)
 	for j, i := range idx {
 		img, dst := p.Image(i), xd[j*n:(j+1)*n]
 		for r := 0; r < n; r += s {
@@ -438,7 +437,7 @@ func (t *trainer) images(idx []int, flip []bool) *tensor.Tensor {
 			}
 		}
 	}
-	return x
+	return tensor.FromSlice(t.dev, xd, len(idx), p.C, s, s)
 }
 
 // losses runs the model on x_t = QSample(x0, ts, noise) and returns the per-image
@@ -496,11 +495,12 @@ func (t *trainer) trainStep(w *window) (Window, error) {
 	t.step++
 	var vbs []float32
 	if vb != nil {
-		vbs = vb.Data()
+		vbs = vb.Values()
 	}
+	ls, ms := loss.Values(), mse.Values()
 	var one window
-	one.add(loss.Data(), mse.Data(), vbs, ts, t.s.NumTimesteps)
-	w.add(loss.Data(), mse.Data(), vbs, ts, t.s.NumTimesteps)
+	one.add(ls, ms, vbs, ts, t.s.NumTimesteps)
+	w.add(ls, ms, vbs, ts, t.s.NumTimesteps)
 	return one.summary(), nil
 }
 
@@ -513,6 +513,8 @@ func (t *trainer) updateEMA() {
 	}
 	rate := float32(r)
 	one := float32(1 - r)
+	// In place on the host, with no op between taking the slices and the writes: no
+	// copy on the CPU. (The optimiser has just updated the weights on the host too.)
 	for i, e := range t.entries {
 		dst, src := t.emaEntries[i].T.Data(), e.T.Data()
 		for j, v := range src {
@@ -535,7 +537,7 @@ func (t *trainer) scoreLoss(m *adm.UNet, idx []int) float64 {
 	for j := range ts {
 		ts[j] = (2*j + 1) * t.s.NumTimesteps / (2 * n)
 	}
-	noise := tensor.Randn(t.dev, rng, n, t.pool.C, t.pool.Size, t.pool.Size).Data()
+	noise := tensor.Randn(t.dev, rng, n, t.pool.C, t.pool.Size, t.pool.Size).Values()
 	per := t.pool.ImageLen()
 	sum := 0.0
 	bs := t.o.BatchSize
@@ -544,7 +546,7 @@ func (t *trainer) scoreLoss(m *adm.UNet, idx []int) float64 {
 		x0 := t.images(idx[lo:hi], nil)
 		nz := tensor.FromSlice(t.dev, noise[lo*per:hi*per], x0.Shape()...)
 		loss, _, _ := t.losses(m, x0, ts[lo:hi], nz)
-		for _, v := range loss.Data() {
+		for _, v := range loss.Values() {
 			sum += float64(v)
 		}
 	}

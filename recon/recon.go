@@ -79,7 +79,7 @@ type Targets struct {
 // (restricted to neurons when not nil). No gradients are recorded.
 func Distance(m Model, x, target *tensor.Tensor, neurons []int) []float32 {
 	e := loss(m, x.Detach(), target, neurons)
-	return append([]float32(nil), e.Data()...)
+	return e.Values()
 }
 
 // loss is the differentiable per-sample matching loss.
@@ -141,7 +141,7 @@ func GD(ctx context.Context, m Model, x0, target *tensor.Tensor, neurons []int, 
 	per := x0.Len() / n
 	dev := x0.Device()
 	res := GDResult{Image: tensor.New(dev, shape...), Loss: make([]float32, n), Steps: make([]int, n), Stopped: make([]bool, n)}
-	x := append([]float32(nil), x0.Data()...)
+	x := x0.Values()
 	mom := make([]float64, len(x))
 	vel := make([]float64, len(x))
 	active := make([]int, n)
@@ -161,7 +161,7 @@ func GD(ctx context.Context, m Model, x0, target *tensor.Tensor, neurons []int, 
 		bshape := append([]int{len(active)}, shape[1:]...)
 		xb := tensor.FromSlice(dev, buf, bshape...).SetRequiresGrad(true)
 		e := loss(m, xb, tensor.Select(tgt, 0, active), neurons)
-		ev := e.Data()
+		ev := e.Values() // e is used again below (the gradient)
 		var keep []int
 		for j, k := range active {
 			v := ev[j]
@@ -173,6 +173,7 @@ func GD(ctx context.Context, m Model, x0, target *tensor.Tensor, neurons []int, 
 				done, res.Stopped[k] = true, true
 			}
 			if done {
+				// No op uses res.Image before GD returns: writing its Data is safe.
 				copy(res.Image.Data()[k*per:(k+1)*per], x[k*per:(k+1)*per])
 				res.Loss[k], res.Steps[k] = v, step
 				continue
@@ -208,8 +209,9 @@ func GD(ctx context.Context, m Model, x0, target *tensor.Tensor, neurons []int, 
 		if cfg.Norm > 0 {
 			nt = tensor.ChangeNorm(nt, cfg.Norm)
 		}
+		nv := nt.Data() // nt is not used again
 		for i, k := range idx {
-			copy(x[k*per:(k+1)*per], nt.Data()[i*per:(i+1)*per])
+			copy(x[k*per:(k+1)*per], nv[i*per:(i+1)*per])
 		}
 		active = idx
 	}
@@ -391,6 +393,10 @@ func Run(ctx context.Context, s Settings, t Targets, models Models, prior *Prior
 			}
 		}
 		per := s.InputH * s.InputW
+		host := map[string][]float32{}
+		for _, meth := range Methods {
+			host[meth] = inputs[meth].Values()
+		}
 		for k, p := range pos {
 			id := t.IDs[p]
 			rec := Record{Target: id, Distance: map[string]map[string]float32{}, DistanceOwn: map[string]map[string]float32{},
@@ -405,7 +411,7 @@ func Run(ctx context.Context, s Settings, t Targets, models Models, prior *Prior
 			}
 			var strip []float32
 			for _, meth := range Methods {
-				v := inputs[meth].Data()[k*per : (k+1)*per]
+				v := host[meth][k*per : (k+1)*per]
 				strip = append(strip, v...)
 				name := base(id) + "_" + meth + ".npy"
 				arr, err := npy.EncodeBytes(npy.Float32s(v, 1, 1, s.InputH, s.InputW))

@@ -111,8 +111,9 @@ func (m *Model) check() error {
 		return fmt.Errorf("its tensors do not fit a population of %d neurons on %dx%d images; it was written by another version of egg", n, m.cfg.Size, m.cfg.Size)
 	}
 	m.first, m.second = make([]int, n), make([]int, n)
+	first, second := m.First.Values(), m.Second.Values()
 	for i := 0; i < n; i++ {
-		a, b := int(m.First.Data()[i]), int(m.Second.Data()[i])
+		a, b := int(first[i]), int(second[i])
 		if a < 0 || a >= k || b < 0 || b >= k {
 			return fmt.Errorf("neuron %d uses subunits %d and %d of %d", i, a, b, k)
 		}

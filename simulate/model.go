@@ -265,10 +265,11 @@ func New(dev *tensor.Device, cfg Config) (*Model, error) {
 	m.Subunits = tensor.FromSlice(dev, w, len(subs), c, s, s)
 	m.LogWindow = tensor.FromSlice(dev, logWin, n, g*g)
 	m.Beta = tensor.FromSlice(dev, beta, n)
-	m.First, m.Second = tensor.New(dev, n), tensor.New(dev, n)
+	first, second := make([]float32, n), make([]float32, n)
 	for i := 0; i < n; i++ {
-		m.First.Data()[i], m.Second.Data()[i] = float32(m.first[i]), float32(m.second[i])
+		first[i], second[i] = float32(m.first[i]), float32(m.second[i])
 	}
+	m.First, m.Second = tensor.FromSlice(dev, first, n), tensor.FromSlice(dev, second, n)
 	m.Scale, m.Shift, m.Amplitude = tensor.Full(dev, 1, n), tensor.Full(dev, 0, n), tensor.Full(dev, 1, n)
 	return m, nil
 }

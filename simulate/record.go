@@ -33,6 +33,7 @@ func (m *Model) calibrate(u []float32) error {
 		return fmt.Errorf("simulate: calibration needs at least 2 images, got %d", ni)
 	}
 	logu := make([]float64, ni)
+	scale, shift, amp := make([]float32, n), make([]float32, n), make([]float32, n)
 	for j := 0; j < n; j++ {
 		var s, ss float64
 		for i := range logu {
@@ -53,10 +54,13 @@ func (m *Model) calibrate(u []float32) error {
 			out += softplus(nr.Gain * ((v-mean)/std - nr.Threshold))
 		}
 		out /= float64(ni)
-		m.Scale.Data()[j] = float32(nr.Gain / std)
-		m.Shift.Data()[j] = float32(-nr.Gain * (mean/std + nr.Threshold))
-		m.Amplitude.Data()[j] = float32(nr.MeanRate * m.cfg.window() / out)
+		scale[j] = float32(nr.Gain / std)
+		shift[j] = float32(-nr.Gain * (mean/std + nr.Threshold))
+		amp[j] = float32(nr.MeanRate * m.cfg.window() / out)
 	}
+	m.Scale.SetValues(scale)
+	m.Shift.SetValues(shift)
+	m.Amplitude.SetValues(amp)
 	m.calibrated = true
 	return nil
 }
@@ -65,10 +69,11 @@ func (m *Model) calibrate(u []float32) error {
 // does (in float64).
 func (m *Model) rates(u []float32) []float64 {
 	n := m.cfg.Neurons
+	amp, scale, shift := m.Amplitude.Values(), m.Scale.Values(), m.Shift.Values()
 	out := make([]float64, len(u))
 	for k, v := range u {
 		j := k % n
-		out[k] = float64(m.Amplitude.Data()[j]) * softplus(float64(m.Scale.Data()[j])*math.Log(float64(v))+float64(m.Shift.Data()[j]))
+		out[k] = float64(amp[j]) * softplus(float64(scale[j])*math.Log(float64(v))+float64(shift[j]))
 	}
 	return out
 }
@@ -106,7 +111,7 @@ func (m *Model) run(ctx context.Context, x []float32, batch int, progress func(i
 		}
 		hi := min(lo+batch, ni)
 		t := tensor.FromSlice(dev, x[lo*il:hi*il], hi-lo, 1, m.cfg.Size, m.cfg.Size)
-		out = append(out, f(t).Data()...)
+		out = append(out, f(t).Data()...) // a fresh result, read once
 		if progress != nil {
 			progress(hi)
 		}

@@ -45,11 +45,12 @@ func Predict(m encoder.Model, d *dataset.Dataset, idx []int, batch int) []float3
 	out := make([]float32, 0, len(idx)*n)
 	for lo := 0; lo < len(idx); lo += batch {
 		hi := min(lo+batch, len(idx))
-		x := tensor.New(dev, hi-lo, d.C, d.H, d.W)
+		xs := make([]float32, (hi-lo)*il)
 		for k, i := range idx[lo:hi] {
-			copy(x.Data()[k*il:], d.Image(i))
+			copy(xs[k*il:], d.Image(i))
 		}
-		out = append(out, m.Forward(cfg.Standardize(x)).Data()...)
+		x := tensor.FromSlice(dev, xs, hi-lo, d.C, d.H, d.W)
+		out = append(out, m.Forward(cfg.Standardize(x)).Data()...) // a fresh result, read once
 	}
 	return out
 }

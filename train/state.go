@@ -18,6 +18,7 @@ import (
 	"egg/encoder"
 	"egg/internal/jsonfloat"
 	"egg/optim"
+	"egg/tensor"
 )
 
 // StateKey is the safetensors metadata key of a training checkpoint's state (JSON).
@@ -176,7 +177,7 @@ func (t *trainer) save(path string) error {
 	var ts []checkpoint.Tensor
 	for i, e := range t.entries {
 		ts = append(ts,
-			checkpoint.Tensor{Name: "model." + e.Name, DType: "F32", Shape: e.T.Shape(), F32: e.T.Data()},
+			checkpoint.Tensor{Name: "model." + e.Name, DType: "F32", Shape: e.T.Shape(), F32: e.T.Values()},
 			checkpoint.Tensor{Name: "best." + e.Name, DType: "F32", Shape: e.T.Shape(), F32: t.best[i]})
 	}
 	for k, p := range ost.Params {
@@ -259,10 +260,18 @@ func (t *trainer) load(path string) (bool, error) {
 		copy(dst, v)
 		return nil
 	}
+	readTensor := func(name string, t *tensor.Tensor) error {
+		v := make([]float32, t.Len())
+		if err := read(name, v); err != nil {
+			return err
+		}
+		t.SetValues(v)
+		return nil
+	}
 	t.best = make([][]float32, len(t.entries))
 	for i, e := range t.entries {
 		t.best[i] = make([]float32, e.T.Len())
-		if err := read("model."+e.Name, e.T.Data()); err != nil {
+		if err := readTensor("model."+e.Name, e.T); err != nil {
 			return fail("%v", err)
 		}
 		if err := read("best."+e.Name, t.best[i]); err != nil {

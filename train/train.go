@@ -321,21 +321,23 @@ func (t *trainer) epoch(ctx context.Context, n int) (Epoch, error) {
 func (t *trainer) batch(idx []int) (x, y, mask *tensor.Tensor) {
 	d := t.d
 	il, nr := d.ImageLen(), d.Neurons
-	x = tensor.New(t.dev, len(idx), d.C, d.H, d.W)
-	y = tensor.New(t.dev, len(idx), nr)
+	xs, ys := make([]float32, len(idx)*il), make([]float32, len(idx)*nr)
 	for k, i := range idx {
-		copy(x.Data()[k*il:], d.Image(i))
-		copy(y.Data()[k*nr:], d.Responses[i*nr:(i+1)*nr])
+		copy(xs[k*il:], d.Image(i))
+		copy(ys[k*nr:], d.Responses[i*nr:(i+1)*nr])
 	}
+	x = tensor.FromSlice(t.dev, xs, len(idx), d.C, d.H, d.W)
+	y = tensor.FromSlice(t.dev, ys, len(idx), nr)
 	if d.Mask != nil {
-		mask = tensor.New(t.dev, len(idx), nr)
+		ms := make([]float32, len(idx)*nr)
 		for k, i := range idx {
 			for j, ok := range d.Mask[i*nr : (i+1)*nr] {
 				if ok {
-					mask.Data()[k*nr+j] = 1
+					ms[k*nr+j] = 1
 				}
 			}
 		}
+		mask = tensor.FromSlice(t.dev, ms, len(idx), nr)
 	}
 	return x, y, mask
 }
@@ -352,7 +354,7 @@ func (t *trainer) validate() float64 {
 func (t *trainer) snapshot() [][]float32 {
 	s := make([][]float32, len(t.entries))
 	for i, e := range t.entries {
-		s[i] = append([]float32(nil), e.T.Data()...)
+		s[i] = e.T.Values()
 	}
 	return s
 }
@@ -360,6 +362,6 @@ func (t *trainer) snapshot() [][]float32 {
 // restore copies a snapshot back into the model.
 func (t *trainer) restore(s [][]float32) {
 	for i, e := range t.entries {
-		copy(e.T.Data(), s[i])
+		e.T.SetValues(s[i])
 	}
 }
