@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -87,7 +88,7 @@ type Prior struct {
 type Settings struct {
 	Method    string   `json:"method"` // "egg" or "ga"
 	Seeds     []uint64 `json:"seeds"`
-	BatchSize int      `json:"batch_size"`
+	BatchSize int      `json:"batch_size"` // samples per batch; 0: 8 on the CPU, what fits on a GPU
 	InputH    int      `json:"input_h"`
 	InputW    int      `json:"input_w"`
 	Norm      float32  `json:"norm"` // L2 norm of the model input
@@ -146,8 +147,14 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 	if len(s.Seeds) == 0 {
 		s.Seeds = []uint64{0}
 	}
+	// BatchSize 0: 8 on the CPU; on a GPU, one sample first to measure what a
+	// sample takes, then as many as fit in the free memory.
+	probe := false
 	if s.BatchSize <= 0 {
 		s.BatchSize = 8
+		if m, ok := dev.Memory(); ok && m.Free > 0 {
+			s.BatchSize, probe = 1, true
+		}
 	}
 	dir := filepath.Join(out, s.Method)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -183,11 +190,12 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 		results[n] = map[uint64]result{}
 	}
 	tr := energy.Transform{Height: s.InputH, Width: s.InputW, Norm: s.Norm}
-	for start := 0; start < len(items); start += s.BatchSize {
+	for start, size := 0, 0; start < len(items); start += size {
 		if err := ctx.Err(); err != nil {
 			return Summary{}, fmt.Errorf("mei: interrupted; %d neurons are finished in %s, run again to resume", len(done), dir)
 		}
 		batch := items[start:min(start+s.BatchSize, len(items))]
+		size = len(batch)
 		ns := make([]int, len(batch))
 		rngs := make([]*rand.Rand, len(batch))
 		for k, it := range batch {
@@ -195,6 +203,12 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 			rngs[k] = rand.New(rand.NewPCG(it.seed, uint64(it.neuron)))
 		}
 		t0 := time.Now()
+		var live0 int64
+		if probe {
+			dev.ResetPeak()
+			m, _ := dev.Memory()
+			live0 = m.Live
+		}
 		var inputs *tensor.Tensor
 		var trace [][]float32
 		switch s.Method {
@@ -217,10 +231,18 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 			return Summary{}, fmt.Errorf("mei: unknown method %q (want egg or ga)", s.Method)
 		}
 		secs := time.Since(t0).Seconds() / float64(len(batch))
+		if probe {
+			probe = false
+			m, _ := dev.Memory()
+			s.BatchSize = fillBatch(m.Free, m.Peak-live0, len(items)-start-1)
+			log.Printf("egg: mei: one sample took %.1f MiB of device memory, %.1f GiB are free: batches of %d",
+				float64(m.Peak-live0)/(1<<20), float64(m.Free)/(1<<30), s.BatchSize)
+		}
 		train := respond(models.Train, inputs, ns)
 		per := s.InputH * s.InputW
+		in := inputs.Values()
 		for k, it := range batch {
-			r := result{input: append([]float32(nil), inputs.Data()[k*per:(k+1)*per]...), train: train[k], seconds: secs}
+			r := result{input: in[k*per : (k+1)*per : (k+1)*per], train: train[k], seconds: secs}
 			if trace != nil {
 				r.energy = trace[k]
 			}
@@ -245,6 +267,16 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 		return sum, err
 	}
 	return sum, nil
+}
+
+// fillBatch returns how many samples of perSample bytes fit in 80% of free
+// bytes, at least 1 and at most left (the samples still to do) and 1024.
+func fillBatch(free uint64, perSample int64, left int) int {
+	if perSample <= 0 {
+		return max(1, min(left, 8))
+	}
+	n := int(0.8 * float64(free) / float64(perSample))
+	return max(1, min(n, left, 1024))
 }
 
 // finish picks the best seed of a neuron, evaluates it and writes its files.
@@ -318,9 +350,10 @@ func inputRange(v []float32) imageio.Range {
 func respond(m Model, x *tensor.Tensor, ns []int) []float32 {
 	r := m.Forward(x.Detach())
 	nn := r.Dim(1)
+	v := r.Values()
 	out := make([]float32, len(ns))
 	for k, n := range ns {
-		out[k] = r.Data()[k*nn+n]
+		out[k] = v[k*nn+n]
 	}
 	return out
 }

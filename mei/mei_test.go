@@ -19,7 +19,9 @@ import (
 var dev = tensor.CPU(2)
 
 // tinyModel is a small random data-driven encoding model on 1x20x20 inputs.
-func tinyModel(t *testing.T, seed uint64) encoder.Model {
+func tinyModel(t *testing.T, seed uint64) encoder.Model { return tinyModelOn(t, dev, seed) }
+
+func tinyModelOn(t *testing.T, dev *tensor.Device, seed uint64) encoder.Model {
 	cfg, err := encoder.Preset("v4_data_driven")
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +36,9 @@ func tinyModel(t *testing.T, seed uint64) encoder.Model {
 	return m
 }
 
-func tinyPrior(t *testing.T) *Prior {
+func tinyPrior(t *testing.T) *Prior { return tinyPriorOn(t, dev) }
+
+func tinyPriorOn(t *testing.T, dev *tensor.Device) *Prior {
 	cfg := adm.Config{ImageSize: 16, InChannels: 1, OutChannels: 2, ModelChannels: 32, ChannelMult: []int{1, 1},
 		NumResBlocks: 1, AttentionResolutions: []int{2}, NumHeads: 1, NumHeadChannels: -1, NumHeadsUpsample: -1}
 	u, err := adm.New(dev, cfg, rand.New(rand.NewPCG(9, 9)))
@@ -175,6 +179,53 @@ func TestBatchIndependence(t *testing.T) {
 		x, y := a.Records[i].Activations["train"], b.Records[i].Activations["train"]
 		if d := x - y; d > 1e-4 || d < -1e-4 {
 			t.Fatalf("neuron %d: batch %v, alone %v", i, x, y)
+		}
+	}
+}
+
+func TestFillBatch(t *testing.T) {
+	for _, c := range []struct {
+		free       uint64
+		perSample  int64
+		left, want int
+	}{
+		{free: 10 << 30, perSample: 1 << 30, left: 100, want: 8},
+		{free: 10 << 30, perSample: 1 << 30, left: 3, want: 3},
+		{free: 1 << 20, perSample: 1 << 30, left: 100, want: 1},
+		{free: 100 << 30, perSample: 1 << 10, left: 1 << 20, want: 1024},
+		{free: 1 << 30, perSample: 0, left: 100, want: 8},
+		{free: 1 << 30, perSample: 0, left: 0, want: 1},
+	} {
+		if got := fillBatch(c.free, c.perSample, c.left); got != c.want {
+			t.Errorf("fillBatch(%d, %d, %d) = %d, want %d", c.free, c.perSample, c.left, got, c.want)
+		}
+	}
+}
+
+// On an accelerator, BatchSize 0 runs one sample, measures its memory and fills
+// the free memory with the rest; the MEIs are the CPU's.
+func TestAutoBatchOnDevice(t *testing.T) {
+	acc := tensor.NewAccelerated(tensor.NewHostAccelerator(true), tensor.CPU(2))
+	s := Settings{Method: "egg", Seeds: []uint64{4, 5}, InputH: 20, InputW: 20, Norm: 5, Scale: 2}
+	neurons := []int{0, 1, 2}
+	a, err := Run(context.Background(), dev, s, neurons, ModelSet{Train: tinyModel(t, 1)}, tinyPrior(t), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Run(context.Background(), acc, s, neurons, ModelSet{Train: tinyModelOn(t, acc, 1)}, tinyPriorOn(t, acc), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Records[0].Settings.BatchSize != 8 {
+		t.Errorf("CPU batch size %d, want 8", a.Records[0].Settings.BatchSize)
+	}
+	if got := b.Records[len(b.Records)-1].Settings.BatchSize; got != len(neurons)*len(s.Seeds)-1 {
+		t.Errorf("device batch size after the probe %d, want all %d remaining samples", got, len(neurons)*len(s.Seeds)-1)
+	}
+	for i := range a.Records {
+		x, y := a.Records[i].Activations["train"], b.Records[i].Activations["train"]
+		if d := x - y; d > 1e-3*max(1, x) || d < -1e-3*max(1, x) {
+			t.Errorf("neuron %d: CPU %v, device %v", i, x, y)
 		}
 	}
 }

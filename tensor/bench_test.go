@@ -34,6 +34,7 @@ func BenchmarkConvStack(b *testing.B) {
 		b.Run(fmt.Sprintf("B%d/forward", n), func(b *testing.B) {
 			for b.Loop() {
 				run(x)
+				dev.Sync()
 			}
 		})
 		b.Run(fmt.Sprintf("B%d/inputgrad", n), func(b *testing.B) {
@@ -41,6 +42,7 @@ func BenchmarkConvStack(b *testing.B) {
 			for b.Loop() {
 				out := run(xg)
 				Grad(out, Full(dev, 1, out.Shape()...), xg)
+				dev.Sync()
 			}
 		})
 	}

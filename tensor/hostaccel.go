@@ -24,6 +24,7 @@ func NewHostAccelerator(kernels bool) Accelerator {
 
 type hostAccel struct {
 	mu    sync.Mutex
+	held  uint64 // bytes allocated
 	next  Buffer
 	bufs  map[Buffer][]float32
 	bases []Buffer // sorted
@@ -41,6 +42,7 @@ func (a *hostAccel) Alloc(n int) (Buffer, error) {
 		s[i] = float32(math.NaN())
 	}
 	a.bufs[b] = s
+	a.held += uint64(4 * n)
 	a.bases = append(a.bases, b) // addresses only grow: still sorted
 	return b, nil
 }
@@ -69,9 +71,20 @@ func (a *hostAccel) Free(b Buffer, n int) {
 	}
 	a.mu.Lock()
 	delete(a.bufs, b)
+	a.held -= uint64(4 * n)
 	i := sort.Search(len(a.bases), func(i int) bool { return a.bases[i] >= b })
 	a.bases = append(a.bases[:i], a.bases[i+1:]...)
 	a.mu.Unlock()
+}
+
+// hostMemory is the memory the host accelerator reports having.
+const hostMemory = 1 << 30
+
+// MemInfo reports 1 GiB of memory, less what is allocated.
+func (a *hostAccel) MemInfo() (free, total uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return hostMemory - min(a.held, hostMemory), hostMemory
 }
 
 func (a *hostAccel) Upload(dst Buffer, src []float32)   { copy(a.mem(dst, len(src)), src) }

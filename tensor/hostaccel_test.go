@@ -2,7 +2,7 @@ package tensor
 
 import (
 	"fmt"
-		"testing"
+	"testing"
 )
 
 // TestAcceleratedStorage checks the coherence of host and device copies through

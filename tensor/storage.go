@@ -183,7 +183,9 @@ func (d *Device) accAlloc(n int) Buffer {
 		panic(&DeviceError{Op: fmt.Sprintf("allocate %s on %s (%s live in tensors)", bytesString(4*n), d.acc.Name(), bytesString(4*int(d.accLive.Load()))),
 			Err: errors.Join(err, errors.New("use a smaller --batch-size"))})
 	}
-	d.accLive.Add(int64(n))
+	live := d.accLive.Add(int64(n))
+	for p := d.accPeak.Load(); live > p && !d.accPeak.CompareAndSwap(p, live); p = d.accPeak.Load() {
+	}
 	return b
 }
 
@@ -201,8 +203,33 @@ func bytesString(b int) string {
 // accelCounters are a device's allocation counters (elements).
 type accelCounters struct {
 	accSince atomic.Int64 // allocated since the last forced collection
-	accLive  atomic.Int64 // held by live tensors
+	accLive  atomic.Int64 // held by tensors not yet collected
+	accPeak  atomic.Int64 // the most accLive has been since ResetPeak
 }
+
+// MemoryInfo describes an accelerator's memory.
+type MemoryInfo struct {
+	Free, Total uint64 // the device's, as its driver reports them (0 when unknown)
+	Live, Peak  int64  // bytes held by tensors not yet collected, now and at most since ResetPeak
+}
+
+// memInfoer is an Accelerator that reports its free and total memory.
+type memInfoer interface{ MemInfo() (free, total uint64) }
+
+// Memory reports the device's memory, or false for the CPU.
+func (d *Device) Memory() (MemoryInfo, bool) {
+	if d.acc == nil {
+		return MemoryInfo{}, false
+	}
+	m := MemoryInfo{Live: 4 * d.accLive.Load(), Peak: 4 * d.accPeak.Load()}
+	if mi, ok := d.acc.(memInfoer); ok {
+		m.Free, m.Total = mi.MemInfo()
+	}
+	return m, true
+}
+
+// ResetPeak starts the peak of Memory afresh from what is live now.
+func (d *Device) ResetPeak() { d.accPeak.Store(d.accLive.Load()) }
 
 // h returns the tensor's host elements for reading and writing (on an
 // accelerator, a host copy; see storage).
