@@ -19,6 +19,7 @@ func BenchmarkAttentionBlock(b *testing.B) {
 		b.Run(fmt.Sprintf("B%d/forward", n), func(b *testing.B) {
 			for b.Loop() {
 				blk.Forward(x, nil)
+				testDev.Sync()
 			}
 		})
 		b.Run(fmt.Sprintf("B%d/inputgrad", n), func(b *testing.B) {
@@ -26,6 +27,7 @@ func BenchmarkAttentionBlock(b *testing.B) {
 			for b.Loop() {
 				out := blk.Forward(xg, nil)
 				tensor.Grad(out, tensor.Full(testDev, 1, out.Shape()...), xg)
+				testDev.Sync()
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package adm
 
 import (
+	"egg/internal/testdevice"
 	"encoding/json"
 	"testing"
 
@@ -9,7 +10,7 @@ import (
 	"egg/tensor"
 )
 
-var testDev = tensor.CPU(2)
+var testDev = testdevice.Get()
 
 // loadCase builds the UNet of an adm_unet case and loads file (weights.safetensors or
 // weights.pt) into it.

@@ -1,6 +1,7 @@
 package diffusion
 
 import (
+	"egg/internal/testdevice"
 	"math"
 	"regexp"
 	"slices"
@@ -228,7 +229,7 @@ func (sc *scheduleCase) checkStep(t *testing.T, cfg func(string) Config) {
 	if sc.c.Has("tolerance") {
 		tol = sc.c.Tol(t, 0)
 	}
-	dev := tensor.CPU(0)
+	dev := testdevice.Get()
 	load := func(name string) *tensor.Tensor {
 		t.Helper()
 		sc.checked[name] = true

@@ -1,6 +1,7 @@
 package encoder
 
 import (
+	"egg/internal/testdevice"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -17,7 +18,7 @@ import (
 	"egg/tensor"
 )
 
-var testDev = tensor.CPU(2)
+var testDev = testdevice.Get()
 
 // ioCheck compares a model's numbers with one io.safetensors and makes sure that
 // every key of the file is either used as an input or compared.

@@ -40,6 +40,7 @@ func BenchmarkEGGStep(b *testing.B) {
 			noise := tensor.Randn(testDev, rng, n, 3, 64, 64)
 			for b.Loop() {
 				GuidedStep(unet, s, x, 500, noise, energy, Options{Scale: 1})
+				testDev.Sync()
 			}
 		})
 	}

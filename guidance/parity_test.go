@@ -1,6 +1,7 @@
 package guidance
 
 import (
+	"egg/internal/testdevice"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -15,7 +16,7 @@ import (
 	"egg/tensor"
 )
 
-var testDev = tensor.CPU(2)
+var testDev = testdevice.Get()
 
 // samplerEnergy is the energy of the egg_sampler vectors: z = the bilinear resize of
 // x0 to W's size (align_corners false), averaged over channels, rescaled to L2 norm

@@ -114,7 +114,9 @@ type ConvGeometry struct {
 type Kernels interface {
 	// Map writes y[i] = f(x[i]) for i < n (Scale, Exp, SiLU, ...).
 	Map(op MapOp, y, x Buffer, n int, p0, p1 float32)
-	// MapGrad writes gx[i] = g[i] * f'(x[i]), where y = f(x) is given too.
+	// MapGrad writes gx[i] = g[i] * f'(x[i]), where y = f(x) is given too. x is
+	// read by Log, Pow, Abs, Clamp, SiLU, ReLU, ELU and Softplus, y by Exp, Sqrt,
+	// Sigmoid and Tanh, neither by Scale and AddScalar; one not read may be zero.
 	MapGrad(op MapOp, gx, g, x, y Buffer, n int, p0, p1 float32)
 	// Binary writes the contiguous out of shape (rank <= 6) with
 	// out[idx] = a[idx . sa] op b[idx . sb] (strides 0 along broadcast axes).
@@ -122,15 +124,18 @@ type Kernels interface {
 	// Strided writes the contiguous dst of shape (rank <= 6) with dst[idx] =
 	// src[idx . st] (Permute, Slice, Expand, Concat).
 	Strided(dst, src Buffer, shape, st []int)
-	// Scatter writes dst[idx . dst] = src[idx] for the contiguous src of shape
-	// (rank <= 6): the strided destination of Concat and of Slice's gradient.
+	// Scatter writes dst[idx . dstSt] = src[idx] for the contiguous src of shape
+	// (rank <= 6): the strided destination of Concat and of Slice's gradient. Each
+	// destination element is written at most once (no zero strides).
 	Scatter(dst Buffer, dstSt []int, src Buffer, shape []int)
 	// SumAxis writes out[o*inner+i] = sum over j < n of x[(o*n+j)*inner+i].
 	SumAxis(out, x Buffer, outer, n, inner int)
 	// GEMM computes, for each of batch products, row-major
 	// C_i = alpha*op(A_i)*op(B_i) + beta*C_i with C_i [m, n] and op(A_i) [m, k],
 	// where X_i starts at X + stride*i (stride 0 shares one matrix) and ld is the
-	// row stride. TF32 is used only when the accelerator was asked for it.
+	// row stride (at least the stored row length, and 1). m, n or batch 0 does
+	// nothing; callers do not pass k 0. TF32 is used only when the accelerator was
+	// asked for it.
 	GEMM(ta, tb bool, m, n, k int, alpha float32, a Buffer, lda, strideA int,
 		b Buffer, ldb, strideB int, beta float32, c Buffer, ldc, strideC int, batch int)
 	// Im2Col writes cols [N, C*KH*KW, OH*OW] from x [N, C, H, W] (zeros outside).
@@ -140,7 +145,7 @@ type Kernels interface {
 	Col2Im(gx, cols Buffer, g ConvGeometry)
 	// GroupNorm normalises x [n, c, hw] over groups of c/groups channels: y =
 	// (x-mean)*rstd*w[ch] + b[ch] (w, b zero: none), and writes mean and rstd
-	// [n*groups] for the gradient.
+	// [n*groups] for the gradient (float32, where the host keeps float64).
 	GroupNorm(y, mean, rstd, x, w, b Buffer, n, c, hw, groups int, eps float32)
 	// GroupNormGrad writes gx (and gw, gb [c] when non-zero) from g, x, mean, rstd
 	// and w (zero: ones).

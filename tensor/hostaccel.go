@@ -208,7 +208,7 @@ func (k hostKernels) MapGrad(op MapOp, gx, g, x, y Buffer, n int, p0, p1 float32
 				d = -1
 			}
 		case MapClamp:
-			if xs[i] >= p0 && xs[i] <= p1 {
+			if !(xs[i] < p0 || xs[i] > p1) { // NaN passes the gradient, as the host op
 				d = 1
 			}
 		case MapReLU:

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"egg/adm"
+	"egg/backend"
 	"egg/diffusion"
 	"egg/guidance"
 	"egg/nn"
@@ -34,8 +35,19 @@ func main() {
 	steps := flag.Int("steps", 1, "guided steps to time")
 	threads := flag.Int("threads", 0, "CPU threads (0: all)")
 	preset := flag.String("preset", "256x256_diffusion_uncond", "UNet preset")
+	device := flag.String("device", "cpu", "device: cpu, cuda, cuda:N or auto")
+	precision := flag.String("precision", "fp32", "GPU matrix precision: fp32 or tf32")
+	batch := flag.Int("batch", 1, "images per step")
 	flag.Parse()
-	dev := tensor.CPU(*threads)
+	spec, err := backend.Parse(*device)
+	if err != nil {
+		log.Fatal(err)
+	}
+	dev, line, err := backend.Open(spec, backend.Options{Threads: *threads, Precision: *precision})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(line)
 	cfg, err := adm.Preset(*preset)
 	if err != nil {
 		log.Fatal(err)
@@ -60,14 +72,15 @@ func main() {
 	energy := guidance.EnergyFunc(func(x0 *tensor.Tensor) *tensor.Tensor {
 		return tensor.Neg(tensor.Sum(tensor.Mul(tensor.Mean(x0, false, 1), w), false, 1, 2))
 	})
-	x := tensor.Randn(dev, rng, 1, cfg.InChannels, size, size)
-	noise := tensor.Randn(dev, rng, 1, cfg.InChannels, size, size)
+	x := tensor.Randn(dev, rng, *batch, cfg.InChannels, size, size)
+	noise := tensor.Randn(dev, rng, *batch, cfg.InChannels, size, size)
 	runtime.GC()
 	debug.FreeOSMemory()
 	for i := 0; i < *steps; i++ {
 		t1 := time.Now()
 		guidance.GuidedStep(unet, s, x, 500, noise, energy, guidance.Options{Scale: 1})
-		fmt.Printf("guided step %d: %.2fs\n", i, time.Since(t1).Seconds())
+		dev.Sync()
+		fmt.Printf("guided step %d (batch %d): %.3fs\n", i, *batch, time.Since(t1).Seconds())
 	}
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {

@@ -224,7 +224,10 @@ func runDemo(ctx context.Context, g *globalOptions, o *demoOptions) error {
 	}
 	logf("egg demo: built-in defaults in %s (%.1f s)", set.Dir, time.Since(start).Seconds())
 	train, within, cross := set.Roles()
-	dev := tensor.CPU(g.threads)
+	dev, err := g.device()
+	if err != nil {
+		return err
+	}
 	ms, tm, err := loadModelSet(dev, strings.Join(train, ","), strings.Join(within, ","), strings.Join(cross, ","), set.Truth)
 	if err != nil {
 		return fmt.Errorf("loading the built-in models: %w", err)

@@ -146,7 +146,11 @@ func runEvaluate(ctx context.Context, g *globalOptions, o *evaluateOptions) erro
 		stderr = os.Stderr
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
-	m, err := loadModels(tensor.CPU(g.threads), o.models)
+	dev, err := g.device()
+	if err != nil {
+		return err
+	}
+	m, err := loadModels(dev, o.models)
 	if err != nil {
 		return err
 	}

@@ -8,13 +8,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"os/signal"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
+	"egg/backend"
 	"egg/models"
+	"egg/tensor"
 )
 
 // usageError marks errors in how the command was called (exit status 2).
@@ -31,7 +34,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	root := newRootCmd()
-	err := root.ExecuteContext(ctx)
+	var err error
+	// A device failure (out of GPU memory, a failed launch) ends the run as an error.
+	if derr := tensor.Catch(func() { err = root.ExecuteContext(ctx) }); derr != nil {
+		err = derr
+	}
 	if err == nil {
 		return
 	}
@@ -45,7 +52,10 @@ func main() {
 
 // globalOptions are the flags every subcommand has, and what the commands share.
 type globalOptions struct {
-	threads int
+	threads   int
+	devSpec   string // --device
+	precision string // --precision
+	dev       *tensor.Device
 	// defaults installs egg's built-in defaults and returns their paths; nil means
 	// models.Install("") (tests replace it).
 	defaults func() (*models.Set, error)
@@ -70,6 +80,8 @@ Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().IntVarP(&g.threads, "threads", "j", 0, "CPU threads to use (0: all cores)")
+	root.PersistentFlags().StringVar(&g.devSpec, "device", "auto", "where to compute: auto (a GPU when one loads, else the CPU), cpu, cuda or cuda:N")
+	root.PersistentFlags().StringVar(&g.precision, "precision", "fp32", "GPU matrix precision: fp32 (TF32 off, CPU parity) or tf32")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newSampleCmd(g), newMEICmd(g), newImportCmd(g), newCompareCmd(), newReportCmd())
 	root.AddCommand(newTrainCmd(g), newEvaluateCmd(g), newPoolCmd(g), newTrainPriorCmd(g), newSimulateCmd(g), newMENICmd(g), newReconstructCmd(g))
@@ -95,4 +107,26 @@ func contains(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// device opens the device of --device and --precision once per process and logs
+// which it is.
+func (g *globalOptions) device() (*tensor.Device, error) {
+	if g.dev != nil {
+		return g.dev, nil
+	}
+	spec, err := backend.Parse(g.devSpec)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if err := backend.CheckPrecision(g.precision); err != nil {
+		return nil, usageError{err}
+	}
+	dev, line, err := backend.Open(spec, backend.Options{Threads: g.threads, Precision: g.precision})
+	if err != nil {
+		return nil, fmt.Errorf("%w; or run on the CPU with --device cpu", err)
+	}
+	log.Print("egg: " + line)
+	g.dev = dev
+	return dev, nil
 }

@@ -13,7 +13,6 @@ import (
 	"egg/ascent"
 	"egg/checkpoint"
 	"egg/mei"
-	"egg/tensor"
 )
 
 // meiOptions are the flags of `egg mei`.
@@ -85,7 +84,7 @@ Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
 	f.IntVar(&o.iterations, "iterations", 1000, "GA iterations")
 	f.Float64Var(&o.lr, "lr", 10, "GA AdamW learning rate")
 	f.Float64Var(&o.blur, "blur", 1, "GA gradient blur sigma (0: none)")
-	f.IntVar(&o.batchSize, "batch-size", 8, "samples (neuron x seed) per batch")
+	f.IntVar(&o.batchSize, "batch-size", 0, "samples (neuron x seed) per batch (0: 8 on the CPU; on a GPU as many as fit in its free memory)")
 	f.StringVar(&o.out, "out", "meis", "output folder")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 	o.prior.addFlags(f, "100")
@@ -111,7 +110,10 @@ func runMEI(ctx context.Context, g *globalOptions, o *meiOptions) error {
 	if _, err := applyDefaults(g, df, logf); err != nil {
 		return err
 	}
-	dev := tensor.CPU(g.threads)
+	dev, err := g.device()
+	if err != nil {
+		return err
+	}
 	models, train, err := loadModelSet(dev, o.train, o.within, o.cross, o.truth)
 	if err != nil {
 		return err

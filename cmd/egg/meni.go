@@ -229,7 +229,10 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 	if _, err := applyDefaults(g, df, logf); err != nil {
 		return err
 	}
-	dev := tensor.CPU(g.threads)
+	dev, err := g.device()
+	if err != nil {
+		return err
+	}
 	models, train, err := loadModelSet(dev, o.train, o.within, o.cross, o.truth)
 	if err != nil {
 		return err

@@ -177,7 +177,10 @@ func runReconstruct(ctx context.Context, g *globalOptions, o *reconstructOptions
 		o.targetPool = builtin.Pool
 		logf("no --targets or --data: reconstructing the validation patches of egg's built-in pool, %s", builtin.Pool)
 	}
-	dev := tensor.CPU(g.threads)
+	dev, err := g.device()
+	if err != nil {
+		return err
+	}
 	set, train, err := loadModelSet(dev, o.train, o.within, o.cross, "")
 	if err != nil {
 		return err

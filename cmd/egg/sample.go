@@ -13,7 +13,6 @@ import (
 
 	"egg/guidance"
 	"egg/imageio"
-	"egg/tensor"
 )
 
 // sampleOptions are the flags of `egg sample`.
@@ -79,7 +78,10 @@ func runSample(ctx context.Context, g *globalOptions, o *sampleOptions) error {
 	if _, err := applyDefaults(g, defaultFlags{Prior: &o.prior}, stderrLog(o.quiet)); err != nil {
 		return err
 	}
-	dev := tensor.CPU(g.threads)
+	dev, err := g.device()
+	if err != nil {
+		return err
+	}
 	denoiser, unet, s, err := o.prior.loadDenoiser(dev, false)
 	if err != nil {
 		return err

@@ -16,7 +16,6 @@ import (
 
 	"egg/dataset"
 	"egg/encoder"
-	"egg/tensor"
 	"egg/train"
 )
 
@@ -139,7 +138,10 @@ func runTrain(ctx context.Context, g *globalOptions, o *trainOptions) error {
 		return err
 	}
 	cfg = train.ForData(cfg, d)
-	dev := tensor.CPU(g.threads)
+	dev, err := g.device()
+	if err != nil {
+		return err
+	}
 	m, err := train.NewModel(dev, cfg, o.train.Seed)
 	if err != nil {
 		return usageError{err}

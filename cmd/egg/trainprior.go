@@ -14,7 +14,6 @@ import (
 
 	"egg/adm"
 	"egg/priortrain"
-	"egg/tensor"
 )
 
 // unetFlags describe a UNet by guided-diffusion's flags, for priors of any size.
@@ -308,7 +307,10 @@ func runTrainPrior(ctx context.Context, g *globalOptions, o *trainPriorOptions) 
 		bar.Describe(fmt.Sprintf("loss %.4f (mse %.4f, vb %.4f)", shown.Loss, shown.MSE, shown.VB))
 		bar.Set(p.Step - first)
 	}
-	dev := tensor.CPU(g.threads)
+	dev, err := g.device()
+	if err != nil {
+		return err
+	}
 	attn := "no attention"
 	if len(cfg.AttentionResolutions) > 0 {
 		var rs []string
