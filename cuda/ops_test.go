@@ -79,6 +79,10 @@ func opCases() []opCase {
 		{"GroupNormPlain", [][]int{{2, 6, 5}}, -2, 3, func(t []*tensor.Tensor) *tensor.Tensor {
 			return tensor.GroupNorm(t[0], 3, nil, nil, 1e-5)
 		}},
+		{"BatchNormEval", [][]int{{2, 4, 3, 3}, {4}, {4}, {4}, {4}}, -1, 1, func(t []*tensor.Tensor) *tensor.Tensor {
+			v := tensor.AddScalar(tensor.Abs(t[4].Detach()), 0.5)
+			return tensor.BatchNorm2D(t[0], t[1].Detach(), t[2].Detach(), t[3].Detach(), v, false, 0.1, 1e-5)
+		}},
 		u("Upsample", func(x *tensor.Tensor) *tensor.Tensor { return tensor.UpsampleNearest2D(x, 2) }, -2, 2),
 		{"ResBlockLike", [][]int{{2, 8, 6, 6}, {8, 8, 3, 3}, {8}, {8}}, -1, 1, func(t []*tensor.Tensor) *tensor.Tensor {
 			h := tensor.SiLU(tensor.GroupNorm(t[0], 4, t[3], nil, 1e-5))

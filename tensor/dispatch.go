@@ -1,5 +1,7 @@
 package tensor
 
+import "math"
+
 // The device paths of ops whose host kernels live elsewhere: each runs when the
 // tensors are on an accelerator with Kernels, and computes what the host path
 // computes (same products, same layouts).
@@ -301,4 +303,27 @@ func upsampleDev(x, out *Tensor, p, h, w, scale int) *Tensor {
 		}
 		return []*Tensor{gx}
 	})
+}
+
+// batchNormEvalDev is BatchNorm2D in evaluation with frozen affine parameters on
+// the device: y = x a_c + b_c with a_c = w_c / sqrt(var_c + eps) and b_c = bias_c -
+// mean_c a_c, computed per channel in float64 on the host as the host path does,
+// then two broadcast ops (whose gradient, g a_c, autodiff gives).
+func batchNormEvalDev(x, weight, bias, runningMean, runningVar *Tensor, eps float32) *Tensor {
+	c := x.shape[1]
+	mu, vr := runningMean.Values(), runningVar.Values()
+	var w, bs []float32
+	if weight != nil {
+		w = weight.Values()
+	}
+	if bias != nil {
+		bs = bias.Values()
+	}
+	a, b := make([]float32, c), make([]float32, c)
+	for ch := range c {
+		r := 1 / math.Sqrt(float64(vr[ch])+float64(eps))
+		ac := r * float64(at1(w, ch, 1))
+		a[ch], b[ch] = float32(ac), float32(float64(at1(bs, ch, 0))-float64(mu[ch])*ac)
+	}
+	return Add(Mul(x, FromSlice(x.dev, a, 1, c, 1, 1)), FromSlice(x.dev, b, 1, c, 1, 1))
 }

@@ -251,6 +251,9 @@ func BatchNorm2D(x, weight, bias, runningMean, runningVar *Tensor, training bool
 		panic(fmt.Sprintf("tensor: BatchNorm2D: evaluation of input %v needs running statistics", x.shape))
 	}
 	dev := x.dev
+	if dev.kern != nil && !training && !needs(weight) && !needs(bias) {
+		return batchNormEvalDev(x, weight, bias, runningMean, runningVar, eps)
+	}
 	mean := make([]float64, c)
 	rstd := make([]float64, c)
 	mom := asDouble(momentum)
