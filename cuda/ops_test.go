@@ -83,6 +83,10 @@ func opCases() []opCase {
 			v := tensor.AddScalar(tensor.Abs(t[4].Detach()), 0.5)
 			return tensor.BatchNorm2D(t[0], t[1].Detach(), t[2].Detach(), t[3].Detach(), v, false, 0.1, 1e-5)
 		}},
+		{"AttentionPool", [][]int{{5, 4}, {2, 4, 6}, {2, 4, 6}, {5, 4}}, -1, 1, func(t []*tensor.Tensor) *tensor.Tensor {
+			out, w := tensor.AttentionPool(t[0], t[1], t[2], t[3])
+			return tensor.Add(out, tensor.Sum(w, false, 2)) // the weights too (rows sum to 1)
+		}},
 		u("Upsample", func(x *tensor.Tensor) *tensor.Tensor { return tensor.UpsampleNearest2D(x, 2) }, -2, 2),
 		{"ResBlockLike", [][]int{{2, 8, 6, 6}, {8, 8, 3, 3}, {8}, {8}}, -1, 1, func(t []*tensor.Tensor) *tensor.Tensor {
 			h := tensor.SiLU(tensor.GroupNorm(t[0], 4, t[3], nil, 1e-5))

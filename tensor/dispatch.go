@@ -327,3 +327,18 @@ func batchNormEvalDev(x, weight, bias, runningMean, runningVar *Tensor, eps floa
 	}
 	return Add(Mul(x, FromSlice(x.dev, a, 1, c, 1, 1)), FromSlice(x.dev, b, 1, c, 1, 1))
 }
+
+// attentionPoolDev is AttentionPool on the device, composed of device ops on the
+// transposed problem (so that the batched products share q and f):
+//
+//	W^T [B, S, N] = softmax over S of k^T q^T,   Y^T [B, E, N] = v W^T,
+//	out [B, N]    = sum over E of Y^T f^T,
+//
+// with the gradients of those ops.
+func attentionPoolDev(q, k, v, f *Tensor) (out, weights *Tensor) {
+	e, n := q.shape[1], q.shape[0]
+	wT := Softmax(MatMulT(k, q, true, true), 1)
+	yT := MatMul(v, wT)
+	out = Sum(Mul(yT, Reshape(Transpose(f, 0, 1), 1, e, n)), false, 1)
+	return out, Permute(wT, 0, 2, 1).Detach()
+}

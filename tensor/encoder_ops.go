@@ -26,6 +26,9 @@ func AttentionPool(q, k, v, f *Tensor) (out, weights *Tensor) {
 	nb, e, s := k.shape[0], k.shape[1], k.shape[2]
 	n := q.shape[0]
 	d := k.dev
+	if d.kern != nil {
+		return attentionPoolDev(q, k, v, f)
+	}
 	att := empty(d, nb, n, s)
 	y := empty(d, nb, n, e) // pooled values, kept for the backward pass
 	out = empty(d, nb, n)
