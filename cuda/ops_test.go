@@ -87,6 +87,8 @@ func opCases() []opCase {
 			out, w := tensor.AttentionPool(t[0], t[1], t[2], t[3])
 			return tensor.Add(out, tensor.Sum(w, false, 2)) // the weights too (rows sum to 1)
 		}},
+		u("AvgPool2", func(x *tensor.Tensor) *tensor.Tensor { return tensor.AvgPool2D(tensor.Reshape(x, 3, 1, 5, 7), 1, 1, 0) }, -2, 2),
+		{"AvgPool2x2", [][]int{{2, 3, 6, 8}}, -2, 2, func(t []*tensor.Tensor) *tensor.Tensor { return tensor.AvgPool2D(t[0], 2, 2, 0) }},
 		u("Upsample", func(x *tensor.Tensor) *tensor.Tensor { return tensor.UpsampleNearest2D(x, 2) }, -2, 2),
 		{"ResBlockLike", [][]int{{2, 8, 6, 6}, {8, 8, 3, 3}, {8}, {8}}, -1, 1, func(t []*tensor.Tensor) *tensor.Tensor {
 			h := tensor.SiLU(tensor.GroupNorm(t[0], 4, t[3], nil, 1e-5))

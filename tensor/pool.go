@@ -60,6 +60,13 @@ func (g *poolGeom) window(o, n int) (lo, hi int) {
 // It panics when the padding exceeds half the kernel or the input is too small.
 func AvgPool2D(x *Tensor, kernel, stride, padding int) *Tensor {
 	g := newPoolGeom("AvgPool2D", x, kernel, stride, padding)
+	if x.dev.kern != nil && kernel == stride && padding == 0 && g.h%kernel == 0 && g.w%kernel == 0 {
+		// Non-overlapping windows (the UNet's downsampling): sums over two axes of a
+		// view, on the device.
+		k := kernel
+		s := Sum(Reshape(x, g.p*g.ho, k, g.wo, k), false, 1, 3)
+		return Reshape(Scale(s, float32(1/float64(k*k))), withHW(x.shape, g.ho, g.wo)...)
+	}
 	out := empty(x.dev, withHW(x.shape, g.ho, g.wo)...)
 	div := float64(g.k * g.k)
 	x.dev.parallel(g.p, 1, func(lo, hi int) {
