@@ -2,7 +2,8 @@
 # The GPU check of egg's CUDA backend, run on the GPU machine from what
 # scripts/gpu-prepare.sh put in .gpu/ (no Go, no network needed there):
 #   1. the CUDA kernels against the host reference (cuda.test);
-#   2. every op on the GPU against the CPU, forward and gradient (cuda.test, seam);
+#   2. every op on the GPU against the CPU, forward and gradient (cuda.test), and
+#      the engine's test suite on the GPU;
 #   3. every reference-vector case on the GPU at the CPU tolerances (fp32), and
 #      again with TF32 to report its error;
 #   4. speed: egg's benchmarks on the GPU beside PyTorch's on the same GPU;
@@ -51,6 +52,8 @@ run() { # name, command...: logs to $out/name.log, one summary line
 B=$work/bin
 # 1-2. kernels and ops
 run cuda-kernels-and-ops "$B/cuda.test" -test.v -test.count=1
+# The engine's whole suite (finite-difference gradients of every op) on the GPU.
+(cd "$work" && run tensor-suite-on-gpu "$B/tensor.test" -test.short -test.count=1)
 # 3. reference vectors, fp32 then tf32
 for p in tensor adm encoder guidance diffusion ascent; do
   (cd "$work" && run "parity-$p-fp32" "$B/$p.test" -test.run 'Parity' -test.v -test.count=1)
