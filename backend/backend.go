@@ -20,7 +20,8 @@ import (
 type Options struct {
 	// Threads is the CPU threads of the host kernels (0: all cores).
 	Threads int
-	// Precision is the GPU's matrix precision: "fp32" (default, no TF32) or "tf32".
+	// Precision is the GPU's matrix precision: "fp32" (default, no TF32), "tf32",
+	// "fp16" or "bf16" (matrix products and convolutions only; see package cuda).
 	Precision string
 }
 
@@ -52,10 +53,10 @@ func Parse(s string) (Spec, error) {
 // CheckPrecision returns an error unless p is a precision Open takes.
 func CheckPrecision(p string) error {
 	switch p {
-	case "", "fp32", "tf32":
+	case "", "fp32", "tf32", "fp16", "bf16":
 		return nil
 	}
-	return fmt.Errorf("backend: precision %q: want fp32 or tf32 (bf16 and fp16 are not implemented)", p)
+	return fmt.Errorf("backend: precision %q: want fp32, tf32, fp16 or bf16", p)
 }
 
 // Open opens the device of spec and returns it with one line for the log that

@@ -15,7 +15,17 @@ const (
 	cublasOpT           = 1 // CUBLAS_OP_T
 	cublasDefaultMath   = 0 // CUBLAS_DEFAULT_MATH: full float32, no TF32
 	cublasTF32TensorOps = 3 // CUBLAS_TF32_TENSOR_OP_MATH
+
+	cudaR32F            = 0  // CUDA_R_32F: float32 operands
+	cublasCompute16F32  = 74 // CUBLAS_COMPUTE_32F_FAST_16F: float16 products, float32 sums
+	cublasCompute16BF32 = 75 // CUBLAS_COMPUTE_32F_FAST_16BF: bfloat16 products, float32 sums
+	cublasGemmDefault   = -1 // CUBLAS_GEMM_DEFAULT
 )
+
+// computeTypes are the cuBLAS compute types of the reduced precisions: operands
+// stay float32 in memory, cuBLAS rounds them to the type for the tensor cores and
+// accumulates in float32.
+var computeTypes = map[string]int32{"fp16": cublasCompute16F32, "bf16": cublasCompute16BF32}
 
 // cublasStatusNames names cublasStatus_t values, for libraries without
 // cublasGetStatusName.
@@ -46,6 +56,11 @@ type cublas struct {
 	statusName          func(s cublasStatus) string            // optional
 	sgemmStridedBatched func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uint64, lda int32, strideA int64,
 		b uint64, ldb int32, strideB int64, beta *float32, c uint64, ldc int32, strideC int64, batch int32) cublasStatus
+	// gemmStridedBatchedEx is cublasGemmStridedBatchedEx, for fp16 and bf16
+	// (optional: those precisions fail to open without it).
+	gemmStridedBatchedEx func(h uintptr, ta, tb, m, n, k int32, alpha *float32, a uint64, atype int32, lda int32, strideA int64,
+		b uint64, btype int32, ldb int32, strideB int64, beta *float32, c uint64, ctype int32, ldc int32, strideC int64,
+		batch int32, compute int32, algo int32) cublasStatus
 }
 
 // bindAll binds cuBLAS's functions from library h.
@@ -69,6 +84,9 @@ func (c *cublas) bindAll(h uintptr) error {
 	}
 	if bind(h, &c.getVersion, "cublasGetVersion_v2") != nil {
 		c.getVersion = nil
+	}
+	if bind(h, &c.gemmStridedBatchedEx, "cublasGemmStridedBatchedEx") != nil {
+		c.gemmStridedBatchedEx = nil
 	}
 	return nil
 }

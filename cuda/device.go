@@ -22,7 +22,10 @@ type Options struct {
 	Ordinal int
 	// Precision is "fp32" (the default, also ""): GEMMs in full float32, within
 	// float32 rounding of the host's; or "tf32": GEMMs on the tensor cores with
-	// TF32 inputs (10-bit mantissas), several times faster and about 1e-3 relative.
+	// TF32 inputs (10-bit mantissas), several times faster and about 1e-3 relative;
+	// "fp16" or "bf16": GEMMs (so matrix products and convolutions) with operands
+	// rounded to float16 or bfloat16 on the tensor cores and float32 sums, as
+	// PyTorch's autocast does; every other op stays float32.
 	Precision string
 }
 
@@ -91,9 +94,9 @@ func Open(opts Options) (dev *Device, err error) {
 	switch prec {
 	case "", "fp32":
 		prec = "fp32"
-	case "tf32":
+	case "tf32", "fp16", "bf16":
 	default:
-		return nil, fmt.Errorf("cuda: unknown precision %q (want fp32 or tf32)", opts.Precision)
+		return nil, fmt.Errorf("cuda: unknown precision %q (want fp32, tf32, fp16 or bf16)", opts.Precision)
 	}
 	if opts.Ordinal < 0 {
 		return nil, fmt.Errorf("cuda: device ordinal %d < 0", opts.Ordinal)
@@ -226,6 +229,9 @@ func (d *Device) setup() error {
 	if d.blas.getVersion != nil {
 		d.blas.getVersion(d.handle, &d.versions[1])
 	}
+	if _, reduced := computeTypes[d.precision]; reduced && d.blas.gemmStridedBatchedEx == nil {
+		return fmt.Errorf("cuda: precision %s needs cublasGemmStridedBatchedEx, which %s lacks", d.precision, d.blas.path)
+	}
 	mode := int32(cublasDefaultMath)
 	if d.precision == "tf32" {
 		mode = cublasTF32TensorOps
@@ -323,8 +329,8 @@ func fail(op string, err error) {
 // when its GEMMs use TF32.
 func (d *Device) Name() string {
 	s := fmt.Sprintf("cuda:%d (%s, %.0f GiB, sm_%d%d", d.ordinal, d.name, float64(d.total)/(1<<30), d.cc[0], d.cc[1])
-	if d.precision == "tf32" {
-		s += ", tf32"
+	if d.precision != "fp32" {
+		s += ", " + d.precision
 	}
 	return s + ")"
 }

@@ -43,7 +43,12 @@
 // float32 arithmetic (CUBLAS_DEFAULT_MATH, no TF32), within float32 rounding of the
 // host's; "tf32" lets cuBLAS use TF32 tensor cores (CUBLAS_TF32_TENSOR_OP_MATH),
 // faster and about 1e-3 relative (NVIDIA_TF32_OVERRIDE=0 in the environment turns
-// TF32 off whatever the option says).
+// TF32 off whatever the option says); "fp16" and "bf16" call
+// cublasGemmStridedBatchedEx with float32 operands and the compute types
+// CUBLAS_COMPUTE_32F_FAST_16F / _16BF: cuBLAS rounds the operands to the reduced
+// type for the tensor cores and sums in float32, as PyTorch's autocast does for
+// matrix products and convolutions (EGG's reference runs its UNet in fp16). Every
+// other op, the norms, the softmax and the sampler stay float32.
 //
 // # Memory
 //

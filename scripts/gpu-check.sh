@@ -11,6 +11,10 @@
 #      defaults on the GPU against the CPU.
 # Everything is logged under $OUT (or ./gpu-out); the summary is gpu-summary.txt.
 # Without a GPU it stops at once with status 1, saying so.
+#
+# Usage: gpu-check.sh [STAGE...]   stages: correct (1-3), speed (4), mei (5);
+# default all. A device call is limited to 10 minutes: run "correct" and
+# "speed mei" as two calls if one does not fit.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$PWD/gpu-out}
@@ -50,6 +54,8 @@ run() { # name, command...: logs to $out/name.log, one summary line
   fi
 }
 B=$work/bin
+stages=" ${*:-correct speed mei} "
+if [[ $stages == *" correct "* ]]; then
 # 1-2. kernels and ops
 run cuda-kernels-and-ops "$B/cuda.test" -test.v -test.count=1
 # The engine's whole suite (finite-difference gradients of every op) on the GPU.
@@ -58,26 +64,61 @@ run cuda-kernels-and-ops "$B/cuda.test" -test.v -test.count=1
 for p in tensor adm encoder guidance diffusion ascent; do
   (cd "$work" && run "parity-$p-fp32" "$B/$p.test" -test.run 'Parity' -test.v -test.count=1)
 done
-for p in adm encoder guidance; do
-  (cd "$work" && EGG_TEST_PRECISION=tf32 run "parity-$p-tf32" "$B/$p.test" -test.run 'Parity' -test.v -test.count=1)
+# Reduced precisions: the fp32 tolerances are not expected to hold; the errors are
+# reported (the failing lines carry them), not judged.
+report() { # name, command...
+  local name=$1; shift
+  "$@" > "$out/$name.log" 2>&1 && say "REPORT $name: within the fp32 tolerances" ||
+    { say "REPORT $name: outside the fp32 tolerances:"; grep -E 'max|diff|err' "$out/$name.log" | head -8 | sed 's/^/    /' | tee -a "$summary"; }
+}
+for prec in tf32 fp16 bf16; do
+  for p in adm encoder guidance; do
+    (cd "$work" && EGG_TEST_PRECISION=$prec report "parity-$p-$prec" "$B/$p.test" -test.run 'Parity' -test.v -test.count=1)
+  done
 done
 grep -h -E 'max.*(err|diff)|worst' "$out"/parity-*.log | head -60 > "$out/parity-errors.txt" || true
+fi
+if [[ $stages == *" speed "* ]]; then
 # 4. speed, egg then PyTorch on the same GPU
 run bench-egg-tensor "$B/tensor.test" -test.run '^$' -test.bench 'ConvStack' -test.benchtime 20x
 run bench-egg-adm "$B/adm.test" -test.run '^$' -test.bench 'AttentionBlock' -test.benchtime 20x
 run bench-egg-encoder "$B/encoder.test" -test.run '^$' -test.bench 'V4Model' -test.benchtime 20x
 run bench-egg-guidance "$B/guidance.test" -test.run '^$' -test.bench 'EGGStep' -test.benchtime 10x
+EGG_TEST_PRECISION=fp16 run bench-egg-guidance-fp16 "$B/guidance.test" -test.run '^$' -test.bench 'EGGStep' -test.benchtime 10x
 gdargs=()
 if [[ -f $here/guided-diffusion.tar.xz ]]; then
   tar -C "$work" -xJf "$here/guided-diffusion.tar.xz"; gdargs=(--guided-diffusion "$work")
 fi
-run bench-torch-fp32 python3 "$here/torch_bench.py" --device cuda --precision fp32 --json "${gdargs[@]}"
+run bench-torch-fp32 python3 "$here/torch_bench.py" --device cuda --precision fp32 --json "${gdargs[@]}" --only conv_stack,attention_block,egg_step,v4_model
 run bench-torch-fp16 python3 "$here/torch_bench.py" --device cuda --precision fp16 --json "${gdargs[@]}" --only egg_step
+if ((${#gdargs[@]})); then
+  run bench-torch-256 python3 "$here/torch_bench.py" --device cuda --precision fp32 --json "${gdargs[@]}" --big --only egg_step_256 --batch 1,8
+  run bench-torch-256-fp16 python3 "$here/torch_bench.py" --device cuda --precision fp16 --json "${gdargs[@]}" --big --only egg_step_256 --batch 8
+fi
+fi
+if [[ $stages == *" mei "* ]]; then
 # 5. the 256x256 step loop and MEIs on the defaults
 run egg256-b1 "$B/egg256" --device cuda --steps 3 --batch 1
 run egg256-b8 "$B/egg256" --device cuda --steps 3 --batch 8
+# One whole 100-step MEI at batch 8 (the time per MEI is its time / 8), cut at 150 s.
+run egg256-b8-fp16-100steps timeout 150 "$B/egg256" --device cuda --precision fp16 --steps 100 --batch 8
 run mei-cuda "$B/egg" mei --device cuda --method egg --neurons 0-7 --out "$work/mei-cuda"
 run mei-cpu "$B/egg" mei --device cpu --method egg --neurons 0-7 --out "$work/mei-cpu"
 cp -r "$work/mei-cuda" "$work/mei-cpu" "$out/" 2>/dev/null || true
+# The same MEIs on the GPU as on the CPU: each neuron's kept seed and activations.
+run mei-same python3 - "$work/mei-cpu/egg" "$work/mei-cuda/egg" <<'PY'
+import glob, json, os, sys
+cpu, gpu = sys.argv[1], sys.argv[2]
+worst, n = 0.0, 0
+for f in sorted(glob.glob(os.path.join(cpu, "neuron_*.json"))):
+    a = json.load(open(f)); b = json.load(open(os.path.join(gpu, os.path.basename(f))))
+    assert a["seed"] == b["seed"], f"{f}: kept seed {a['seed']} on the CPU, {b['seed']} on the GPU"
+    for role, v in a["activations"].items():
+        d = abs(v - b["activations"][role]) / max(1.0, abs(v))
+        worst = max(worst, d); n += 1
+print(f"{n} activations compared, worst relative difference {worst:.2e}")
+sys.exit(0 if n > 0 and worst < 1e-3 else 1)
+PY
+fi
 say "gpu-check: done, status $status; logs in $out"
 exit $status

@@ -36,7 +36,7 @@ func main() {
 	threads := flag.Int("threads", 0, "CPU threads (0: all)")
 	preset := flag.String("preset", "256x256_diffusion_uncond", "UNet preset")
 	device := flag.String("device", "cpu", "device: cpu, cuda, cuda:N or auto")
-	precision := flag.String("precision", "fp32", "GPU matrix precision: fp32 or tf32")
+	precision := flag.String("precision", "fp32", "GPU matrix precision: fp32, tf32, fp16 or bf16")
 	batch := flag.Int("batch", 1, "images per step")
 	flag.Parse()
 	spec, err := backend.Parse(*device)

@@ -81,7 +81,7 @@ Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
 	}
 	root.PersistentFlags().IntVarP(&g.threads, "threads", "j", 0, "CPU threads to use (0: all cores)")
 	root.PersistentFlags().StringVar(&g.devSpec, "device", "auto", "where to compute: auto (a GPU when one loads, else the CPU), cpu, cuda or cuda:N")
-	root.PersistentFlags().StringVar(&g.precision, "precision", "fp32", "GPU matrix precision: fp32 (TF32 off, CPU parity) or tf32")
+	root.PersistentFlags().StringVar(&g.precision, "precision", "fp32", "GPU matrix precision: fp32 (TF32 off, CPU parity), tf32, fp16 or bf16 (products and convolutions only)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newSampleCmd(g), newMEICmd(g), newImportCmd(g), newCompareCmd(), newReportCmd())
 	root.AddCommand(newTrainCmd(g), newEvaluateCmd(g), newPoolCmd(g), newTrainPriorCmd(g), newSimulateCmd(g), newMENICmd(g), newReconstructCmd(g))
