@@ -32,7 +32,7 @@ if [[ -d $ref ]]; then
 else
   echo "gpu-prepare: no reference vectors at $ref: the parity part of the check will fail" >&2
 fi
-cp bench/torch_bench.py scripts/gpu-check.sh .gpu/
+cp bench/torch_bench.py bench/report.py scripts/gpu-check.sh .gpu/
 if [[ -n $gd && -d $gd/guided_diffusion ]]; then
   tar -C "$gd" -cJf .gpu/guided-diffusion.tar.xz guided_diffusion
 else

@@ -38,6 +38,7 @@ func main() {
 	device := flag.String("device", "cpu", "device: cpu, cuda, cuda:N or auto")
 	precision := flag.String("precision", "fp32", "GPU matrix precision: fp32, tf32, fp16 or bf16")
 	batch := flag.Int("batch", 1, "images per step")
+	imageSize := flag.Int("image-size", 0, "image size instead of the preset's (the same network on smaller images, for rehearsals)")
 	flag.Parse()
 	spec, err := backend.Parse(*device)
 	if err != nil {
@@ -51,6 +52,9 @@ func main() {
 	cfg, err := adm.Preset(*preset)
 	if err != nil {
 		log.Fatal(err)
+	}
+	if *imageSize > 0 {
+		cfg.ImageSize = *imageSize
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	t0 := time.Now()
