@@ -46,6 +46,7 @@ func CPU(threads int) *Device { return NewCPU(gemm.New(1), threads) }
 func NewAccelerated(acc Accelerator, host *Device) *Device {
 	d := &Device{gemm: host.gemm, serial: host.serial, threads: host.threads, acc: acc}
 	d.kern, _ = acc.(Kernels)
+	d.gcEvery = gcEvery(acc)
 	return d
 }
 

@@ -159,17 +159,26 @@ func (s *storage) alloc() {
 	}, s.mem)
 }
 
-// gcEvery is how many float32 elements may be allocated on an accelerator between
-// two forced collections: Go's collector sees only the small host headers of
-// device tensors, so without this dead tensors would hold device memory long
-// after they died.
-const gcEvery = 1 << 28 // 1 GiB
+// gcEvery returns how many float32 elements may be allocated on an accelerator
+// between two forced collections: Go's collector sees only the small host headers
+// of device tensors, so without this dead tensors would hold device memory long
+// after they died. It is a tenth of the device's memory (at least 1 GiB), so that
+// a large GPU collects a few times per guided step, not hundreds.
+func gcEvery(acc Accelerator) int64 {
+	const least = 1 << 28 // 1 GiB of float32
+	if mi, ok := acc.(memInfoer); ok {
+		if _, total := mi.MemInfo(); total > 0 {
+			return max(least, int64(total/4/10))
+		}
+	}
+	return least
+}
 
 // accAlloc allocates n elements on the accelerator. When the device is full it
 // collects garbage (which frees dead tensors' memory) and tries again; when it
 // still fails it panics with a *DeviceError.
 func (d *Device) accAlloc(n int) Buffer {
-	if d.accSince.Add(int64(n)) > gcEvery {
+	if d.accSince.Add(int64(n)) > d.gcEvery {
 		d.accSince.Store(0)
 		runtime.GC()
 	}
@@ -202,6 +211,7 @@ func bytesString(b int) string {
 
 // accelCounters are a device's allocation counters (elements).
 type accelCounters struct {
+	gcEvery  int64        // see gcEvery
 	accSince atomic.Int64 // allocated since the last forced collection
 	accLive  atomic.Int64 // held by tensors not yet collected
 	accPeak  atomic.Int64 // the most accLive has been since ResetPeak
