@@ -46,6 +46,10 @@ type allocator struct {
 	live  map[uint64]uint64   // address -> size class of blocks handed out
 	cache map[uint64][]uint64 // size class -> free blocks
 	stats Stats
+	// refused says the last request was refused for want of memory without
+	// trimming the cache: the caller collects garbage (refilling the cache) and
+	// asks again, and only a second refusal in a row gives the cache back.
+	refused bool
 }
 
 func newAllocator(malloc func(uint64) (uint64, error), free func(uint64) error, idle func() error) *allocator {
@@ -54,8 +58,10 @@ func newAllocator(malloc func(uint64) (uint64, error), free func(uint64) error, 
 }
 
 // alloc returns a block of at least n bytes: a cached one of its class, else a new
-// one from the driver. When the driver is out of memory it gives every cached block
-// back and tries once more.
+// one from the driver. When the driver is out of memory the first time, it
+// returns the error, so that the caller can collect dead tensors into the cache
+// and ask again; when it is out of memory on that second request too, it gives
+// every cached block back to the driver and tries once more.
 func (a *allocator) alloc(n uint64) (uint64, error) {
 	size := a.round(n)
 	if l := a.cache[size]; len(l) > 0 {
@@ -69,6 +75,10 @@ func (a *allocator) alloc(n uint64) (uint64, error) {
 	}
 	p, err := a.malloc(size)
 	if err != nil && errors.Is(err, errOutOfMemory) && a.stats.CachedBytes > 0 {
+		if !a.refused {
+			a.refused = true
+			return 0, err
+		}
 		if terr := a.trim(); terr != nil {
 			return 0, terr
 		}
@@ -77,6 +87,7 @@ func (a *allocator) alloc(n uint64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	a.refused = false
 	a.stats.DriverAllocs++
 	a.stats.DriverBytes += int64(size)
 	a.stats.LiveBytes += int64(size)

@@ -414,7 +414,12 @@ func TestAllocator(t *testing.T) {
 	if err := a.release(p); err == nil {
 		t.Error("double free accepted")
 	}
-	// Out of memory: the cache (24.5 MiB) goes back to the driver, then it fits.
+	// Out of memory: the first refusal leaves the cache alone (the caller collects
+	// garbage and asks again); on the second the cache (24.5 MiB) goes back to the
+	// driver, then it fits.
+	if _, err := a.alloc(50 << 20); !errors.Is(err, errOutOfMemory) || f.idles != 0 || a.stats.CachedBytes == 0 {
+		t.Fatalf("first refusal: %v, %d idles, %d bytes cached", err, f.idles, a.stats.CachedBytes)
+	}
 	big, err := a.alloc(50 << 20)
 	if err != nil {
 		t.Fatalf("alloc after trim: %v", err)

@@ -338,13 +338,14 @@ func (d *Device) Name() string {
 // Libraries returns the paths of the driver and cuBLAS libraries in use.
 func (d *Device) Libraries() (driver, cublas string) { return d.drv.path, d.blas.path }
 
-// MemInfo returns the device's free and total memory in bytes, as the driver counts
-// them (the allocator's cached blocks count as used).
+// MemInfo returns the device's free and total memory in bytes: what the driver
+// counts as free plus the allocator's cached blocks, which egg's tensors can use.
 func (d *Device) MemInfo() (free, total uint64) {
 	d.enter("MemInfo")
 	defer d.leave()
 	fail("MemInfo", d.drv.err("cuMemGetInfo_v2", d.drv.cuMemGetInfo(&free, &total)))
-	return free, total
+	// Blocks in the allocator's cache are free for egg's tensors too.
+	return free + uint64(d.mem.stats.CachedBytes), total
 }
 
 // Stats returns the allocator's counters.

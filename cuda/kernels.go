@@ -265,14 +265,16 @@ func (d *Device) GEMM(ta, tb bool, m, n, k int, alpha float32, a tensor.Buffer, 
 	defer d.leave()
 	al, be := args.alpha, args.beta
 	var s cublasStatus
+	call := "cublasSgemmStridedBatched"
 	if ct, reduced := computeTypes[d.precision]; reduced {
+		call = "cublasGemmStridedBatchedEx"
 		s = d.blas.gemmStridedBatchedEx(d.handle, args.ta, args.tb, args.m, args.n, args.k, &al, args.a, cudaR32F, args.lda, args.strideA,
 			args.b, cudaR32F, args.ldb, args.strideB, &be, args.c, cudaR32F, args.ldc, args.strideC, args.batch, ct, cublasGemmDefault)
 	} else {
 		s = d.blas.sgemmStridedBatched(d.handle, args.ta, args.tb, args.m, args.n, args.k, &al, args.a, args.lda, args.strideA,
 			args.b, args.ldb, args.strideB, &be, args.c, args.ldc, args.strideC, args.batch)
 	}
-	if err := d.blas.err("cublasSgemmStridedBatched", s); err != nil {
+	if err := d.blas.err(call, s); err != nil {
 		panic(&tensor.DeviceError{Op: fmt.Sprintf("GEMM %dx%dx%d batch %d", m, n, k, batch), Err: err})
 	}
 }

@@ -163,3 +163,12 @@ func TestOpsMatchCPUEmulated(t *testing.T) { checkOpsMatchCPU(t, emuDevice(t)) }
 
 // TestOpsMatchCPU runs the ops through the tensor API on the GPU against the CPU.
 func TestOpsMatchCPU(t *testing.T) { checkOpsMatchCPU(t, gpuDevice(t)) }
+
+// TestEmptySumOnDevice checks that a sum over an empty axis is zeros on the device
+// as on the CPU.
+func TestEmptySumOnDevice(t *testing.T) {
+	dev := tensor.NewAccelerated(emuDevice(t), tensor.CPU(1))
+	if got := tensor.Sum(tensor.New(dev, 3, 0), false, 1).Values(); fmt.Sprint(got) != "[0 0 0]" {
+		t.Fatalf("sum over an empty axis: %v", got)
+	}
+}

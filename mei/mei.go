@@ -203,8 +203,11 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 			rngs[k] = rand.New(rand.NewPCG(it.seed, uint64(it.neuron)))
 		}
 		t0 := time.Now()
-		var live0 int64
+		var live0, every int64
 		if probe {
+			// Collect often during the probe so that the peak counts what one
+			// sample needs, not the garbage a run leaves between collections.
+			every = dev.SetCollectEvery(64 << 20)
 			dev.ResetPeak()
 			m, _ := dev.Memory()
 			live0 = m.Live
@@ -233,6 +236,7 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 		secs := time.Since(t0).Seconds() / float64(len(batch))
 		if probe {
 			probe = false
+			dev.SetCollectEvery(every)
 			m, _ := dev.Memory()
 			s.BatchSize = fillBatch(m.Free, m.Peak-live0, len(items)-start-1)
 			log.Printf("egg: mei: one sample took %.1f MiB of device memory, %.1f GiB are free: batches of %d",

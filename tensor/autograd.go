@@ -1,6 +1,9 @@
 package tensor
 
-import "fmt"
+import (
+	"fmt"
+	"runtime"
+)
 
 // slot is a tensor's identity in the autograd graph. Graph nodes point to slots, not
 // to tensors, so that a tensor's data can be freed as soon as nothing needs it: a
@@ -68,7 +71,7 @@ func (t *Tensor) BackwardWith(seed *Tensor) {
 		if s.grad == nil {
 			s.grad = grads.take(i)
 		} else {
-			addInto(s.grad.h(), grads.gs[i].h())
+			accumulate(s.grad, grads.gs[i])
 		}
 	}
 }
@@ -152,7 +155,7 @@ func (g *gradTable) add(s *slot, grad *Tensor) {
 			g.gs[i] = g.gs[i].Clone()
 			g.own[i] = true
 		}
-		addInto(g.gs[i].h(), grad.h())
+		accumulate(g.gs[i], grad)
 		return
 	}
 	g.index[s] = len(g.ss)
@@ -218,6 +221,19 @@ func backprop(out *slot, seed *Tensor, stop map[*slot]bool) *gradTable {
 }
 
 // addInto adds src to dst element-wise.
+// accumulate adds src into dst (same shape), on the device when they live on an
+// accelerator with kernels.
+func accumulate(dst, src *Tensor) {
+	if k := dst.dev.kern; k != nil {
+		if n := dst.Len(); n > 0 {
+			k.Binary(BinaryAdd, dst.st.inout(), dst.st.in(), src.st.in(), []int{n}, []int{1}, []int{1})
+			runtime.KeepAlive(src)
+		}
+		return
+	}
+	addInto(dst.h(), src.h())
+}
+
 func addInto(dst, src []float32) {
 	src = src[:len(dst)]
 	for i := range dst {

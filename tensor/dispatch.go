@@ -183,10 +183,19 @@ func conv2DDev(x, w, bias *Tensor, c convGeom) *Tensor {
 	if nx {
 		keepW = w
 	}
+	release(cols) // the backward pass makes its own columns
 	return record(out, "Conv2D", []*Tensor{x, w, bias}, func(g *Tensor) []*Tensor {
 		var gx, gw, gb *Tensor
-		if !c.pointwise && cols == nil {
+		var cols *Tensor
+		if !c.pointwise {
 			cols = empty(d, chunk*per)
+		}
+		columns := func(x *Tensor, n0, nb int) (Buffer, int) {
+			if c.pointwise {
+				return x.st.in().At(n0 * c.cin * c.hw), c.cin * c.hw
+			}
+			kern.Im2Col(cols.st.out(), x.st.in().At(n0*c.cin*c.hw), geom(nb))
+			return cols.st.in(), per
 		}
 		if nx {
 			gx = empty(d, xs...)
@@ -218,6 +227,7 @@ func conv2DDev(x, w, bias *Tensor, c convGeom) *Tensor {
 				}
 			}
 		}
+		release(cols)
 		if nb {
 			gb = sumAxes(g, []int{0, 2, 3}).view([]int{c.cout})
 		}

@@ -39,8 +39,9 @@
 // package is explicit: Values (a copy), SetValues, FromSlice, and Data, which maps
 // the elements into host memory until the next op uses the tensor. Device memory
 // is given back when the Go collector finds a tensor dead; the device collects
-// garbage itself after every GiB it allocates and when an allocation fails, so
-// that dead tensors do not hold device memory long. A device failure (out of
+// garbage itself after allocating a tenth of its memory and when an allocation
+// fails, so that dead tensors do not hold device memory long, and keeps the last
+// few storages handed to kernels reachable until their kernels are queued. A device failure (out of
 // memory, a failed launch) panics with a *DeviceError; Catch turns it into an
 // error at a command's top.
 //

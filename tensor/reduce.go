@@ -25,7 +25,11 @@ func sumAxisRaw(x *Tensor, ax int) *Tensor {
 	shape[ax] = 1
 	out := empty(x.dev, shape...)
 	if k := x.dev.kern; k != nil {
-		if out.Len() > 0 {
+		switch {
+		case out.Len() == 0:
+		case n == 0:
+			out.st.fill(0) // an empty sum
+		default:
 			k.SumAxis(out.st.out(), x.st.in(), outer, n, inner)
 		}
 		return out

@@ -26,6 +26,7 @@ type storage struct {
 	mem Buffer
 	// hostOK and devOK say which copies hold the current elements.
 	hostOK, devOK bool
+	cleanup       runtime.Cleanup // frees mem when the storage is collected
 }
 
 // newStorage returns n elements on d's accelerator: host (which it keeps) when it
@@ -109,6 +110,7 @@ func (s *storage) copyFrom(src *storage) {
 
 // in returns the device copy for a kernel to read.
 func (s *storage) in() Buffer {
+	s.d.recent.hold(s)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.devOK || s.n == 0 {
@@ -126,6 +128,7 @@ func (s *storage) in() Buffer {
 
 // out returns the device copy for a kernel to overwrite: the host copy goes stale.
 func (s *storage) out() Buffer {
+	s.d.recent.hold(s)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.n == 0 {
@@ -153,10 +156,30 @@ func (s *storage) alloc() {
 	}
 	s.mem = s.d.accAlloc(s.n)
 	acc, n, live := s.d.acc, s.n, &s.d.accLive
-	runtime.AddCleanup(s, func(b Buffer) {
+	s.cleanup = runtime.AddCleanup(s, func(b Buffer) {
 		live.Add(-int64(n))
 		acc.Free(b, n)
 	}, s.mem)
+}
+
+// release gives t's device memory back at once, for scratch tensors whose end
+// is known (a convolution's column matrix), rather than when they are collected.
+// Kernels queued before still run first (one stream). t must not be used again;
+// a nil t or one on the host is left alone.
+func release(t *Tensor) {
+	if t == nil || t.st == nil {
+		return
+	}
+	s := t.st
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mem == 0 {
+		return
+	}
+	s.cleanup.Stop()
+	s.d.accLive.Add(-int64(s.n))
+	s.d.acc.Free(s.mem, s.n)
+	s.mem, s.devOK = 0, false
 }
 
 // gcEvery returns how many float32 elements may be allocated on an accelerator
@@ -209,8 +232,30 @@ func bytesString(b int) string {
 	}
 }
 
+// recentRing is how many storages whose buffers were last handed to kernels a
+// device keeps reachable.
+const recentRing = 64
+
+// recent keeps the storages whose buffers were handed out last reachable: a
+// Buffer is a plain address, so without this a tensor could be collected (and its
+// memory reused) between in() and the launch of the kernel that reads it. An op
+// hands out a few buffers before its launch, far fewer than the ring holds.
+type recent struct {
+	mu   sync.Mutex
+	ring [recentRing]*storage
+	i    int
+}
+
+func (r *recent) hold(s *storage) {
+	r.mu.Lock()
+	r.ring[r.i] = s
+	r.i = (r.i + 1) % recentRing
+	r.mu.Unlock()
+}
+
 // accelCounters are a device's allocation counters (elements).
 type accelCounters struct {
+	recent   recent
 	gcEvery  int64        // see gcEvery
 	accSince atomic.Int64 // allocated since the last forced collection
 	accLive  atomic.Int64 // held by tensors not yet collected
@@ -240,6 +285,21 @@ func (d *Device) Memory() (MemoryInfo, bool) {
 
 // ResetPeak starts the peak of Memory afresh from what is live now.
 func (d *Device) ResetPeak() { d.accPeak.Store(d.accLive.Load()) }
+
+// SetCollectEvery makes the device collect garbage after every bytes it
+// allocates (0: the default, a tenth of its memory) and returns the previous
+// setting. A small value makes Memory's peak close to what was really needed, at
+// the cost of frequent collections: for measuring, not for runs.
+func (d *Device) SetCollectEvery(bytes int64) (previous int64) {
+	previous = 4 * d.gcEvery
+	if bytes <= 0 && d.acc != nil {
+		d.gcEvery = gcEvery(d.acc)
+	} else {
+		d.gcEvery = max(1, bytes/4)
+	}
+	runtime.GC() // start from what is live
+	return previous
+}
 
 // h returns the tensor's host elements for reading and writing (on an
 // accelerator, a host copy; see storage).
