@@ -74,7 +74,7 @@ func Open(spec Spec, o Options) (*tensor.Device, string, error) {
 		if spec.Kind == "cuda" {
 			return nil, "", fmt.Errorf("backend: cuda:%d: %w", spec.Ordinal, err)
 		}
-		return host, fmt.Sprintf("device: %s (no GPU: %v)", host, err), nil
+		return host, fmt.Sprintf("device: %s (no GPU: %s)", host, shortReason(err)), nil
 	}
 	dev := tensor.NewAccelerated(g, host)
 	p := o.Precision
@@ -82,4 +82,14 @@ func Open(spec Spec, o Options) (*tensor.Device, string, error) {
 		p = "fp32"
 	}
 	return dev, fmt.Sprintf("device: %s, %s, ops without GPU kernels on %s", dev, p, host), nil
+}
+
+// shortReason cuts a library-search error to what failed, for the one log line
+// of auto (--device cuda prints the whole of it, with where egg looked).
+func shortReason(err error) string {
+	r := err.Error()
+	if i := strings.Index(r, " found in "); i > 0 {
+		return r[:i] + " found; --device cuda says where egg looked"
+	}
+	return r
 }
