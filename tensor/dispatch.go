@@ -156,8 +156,9 @@ func conv2DDev(x, w, bias *Tensor, c convGeom) *Tensor {
 	if !c.pointwise {
 		cols = empty(d, chunk*per)
 	}
-	// columns returns the column matrices of images [n0, n0+nb) of x.
-	columns := func(x *Tensor, n0, nb int) (Buffer, int) {
+	// columns returns the column matrices of images [n0, n0+nb) of x, written
+	// into cols (x itself for a 1x1 convolution), and the stride between images.
+	columns := func(cols, x *Tensor, n0, nb int) (Buffer, int) {
 		if c.pointwise {
 			return x.st.in().At(n0 * c.cin * c.hw), c.cin * c.hw
 		}
@@ -167,7 +168,7 @@ func conv2DDev(x, w, bias *Tensor, c convGeom) *Tensor {
 	ob := out.st.out()
 	for n0 := 0; n0 < c.n; n0 += chunk {
 		nb := min(chunk, c.n-n0)
-		cb, cs := columns(x, n0, nb)
+		cb, cs := columns(cols, x, n0, nb)
 		kern.GEMM(false, false, c.cout, c.howo, c.kdim, 1, w.st.in(), c.kdim, 0, cb, c.howo, cs,
 			0, ob.At(n0*c.cout*c.howo), c.howo, c.cout*c.howo, nb)
 	}
@@ -189,13 +190,6 @@ func conv2DDev(x, w, bias *Tensor, c convGeom) *Tensor {
 		var cols *Tensor
 		if !c.pointwise {
 			cols = empty(d, chunk*per)
-		}
-		columns := func(x *Tensor, n0, nb int) (Buffer, int) {
-			if c.pointwise {
-				return x.st.in().At(n0 * c.cin * c.hw), c.cin * c.hw
-			}
-			kern.Im2Col(cols.st.out(), x.st.in().At(n0*c.cin*c.hw), geom(nb))
-			return cols.st.in(), per
 		}
 		if nx {
 			gx = empty(d, xs...)
@@ -219,7 +213,7 @@ func conv2DDev(x, w, bias *Tensor, c convGeom) *Tensor {
 			gwb := gw.st.inout()
 			for n0 := 0; n0 < c.n; n0 += chunk {
 				nb := min(chunk, c.n-n0)
-				cb, cs := columns(keepX, n0, nb)
+				cb, cs := columns(cols, keepX, n0, nb)
 				for i := 0; i < nb; i++ {
 					// dW += dout_i cols_i^T
 					kern.GEMM(false, true, c.cout, c.kdim, c.howo, 1, g.st.in().At((n0+i)*c.cout*c.howo), c.howo, 0,
