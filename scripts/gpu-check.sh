@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # The GPU check of egg's CUDA backend, run on the GPU machine from what
-# scripts/gpu-prepare.sh put in .gpu/ (no Go, no network needed there):
-#   1. the CUDA kernels against the host reference (cuda.test);
-#   2. every op on the GPU against the CPU, forward and gradient (cuda.test), and
-#      the engine's test suite on the GPU;
-#   3. every reference-vector case on the GPU at the CPU tolerances (fp32), and
-#      again with TF32 to report its error;
-#   4. speed: egg's benchmarks on the GPU beside PyTorch's on the same GPU;
-#   5. one 256x256 EGG MEI step loop at batch 8, and egg mei on the built-in
-#      defaults on the GPU against the CPU.
-# Everything is logged under $OUT (or ./gpu-out); the summary is gpu-summary.txt.
+# scripts/gpu-prepare.sh put in .gpu/ (no Go, no network needed there). In order
+# of what matters most, each step capped in time, all of it inside one deadline:
+#   kernels   the CUDA kernels against the host reference, every op on the GPU
+#             against the CPU, forward and gradient (cuda.test);
+#   parity    every reference-vector case on the GPU at the CPU tolerances (fp32);
+#   step256   the 256x256 guided step at batch 1 and 8 (egg256), fp32 and fp16;
+#   speed     egg's benchmarks on the GPU beside PyTorch's on the same GPU;
+#   mei       a 100-step 256x256 MEI batch, and egg mei on the built-in defaults on
+#             the GPU against the CPU's (made by gpu-prepare.sh, carried in .gpu);
+#   reduced   the reference vectors again in tf32, fp16 and bf16 (errors reported);
+#   suite     the engine's test suite (finite-difference gradients) on the GPU;
+#   profile   Nsight Compute's speed-of-light section over one 256x256 step.
+# The logs are packed into $OUT/gpu-logs.tar.xz (a device call brings back at
+# most 8 files); the summary is $OUT/gpu-summary.txt, also printed last.
 # Without a GPU it stops at once with status 1, saying so.
 #
-# Usage: gpu-check.sh [STAGE...]   stages: correct (1-3), speed (4), mei (5);
-# default all. A device call is limited to 10 minutes: run "correct" and
-# "speed mei" as two calls if one does not fit.
+# Usage: gpu-check.sh [STEP...]   default: all, in the order above.
+# EGG_GPU_DEADLINE (seconds, default 500) bounds the whole run: a step that
+# would start with under 15 s left is skipped and said so.
 #
 # EGG_GPU_REHEARSAL=1 rehearses the whole script on a CPU machine, so that its
 # plumbing is right before GPU time is spent: the tests run on the host reference
@@ -25,9 +29,20 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$PWD/gpu-out}
 mkdir -p "$out"
 work=$(mktemp -d)
+logs=$work/logs
+mkdir -p "$logs"
 summary=$out/gpu-summary.txt
 : > "$summary"
 say() { echo "$*" | tee -a "$summary"; }
+deadline=$((SECONDS + ${EGG_GPU_DEADLINE:-500}))
+pack() {
+  cp "$summary" "$logs/" 2>/dev/null
+  [[ -f $logs/speed-table.md ]] && cp "$logs/speed-table.md" "$out/"
+  [[ -f $logs/parity-errors.txt ]] && cp "$logs/parity-errors.txt" "$out/"
+  tar -C "$work" -cJf "$out/gpu-logs.tar.xz" logs 2>/dev/null
+  echo "=== summary ==="; cat "$summary"
+}
+trap pack EXIT
 
 rehearse=${EGG_GPU_REHEARSAL:-0}
 py=${PYTHON:-python3}
@@ -47,7 +62,7 @@ if [[ ! -d $here/bin ]]; then
   echo "gpu-check: $here/bin is missing: run scripts/gpu-prepare.sh first and carry .gpu" >&2
   exit 1
 fi
-[[ $rehearse == 1 ]] || nvidia-smi -L | tee -a "$summary"
+[[ $rehearse == 1 ]] || { nvidia-smi -L; nvidia-smi --query-gpu=driver_version,clocks.sm,clocks.mem,memory.used --format=csv,noheader; } 2>&1 | tee -a "$summary"
 "$py" -c 'import torch; print("torch", torch.__version__, torch.version.cuda)' 2>&1 | tee -a "$summary"
 mkdir -p "$work/bin"
 for f in "$here"/bin/*.xz; do xz -dc "$f" > "$work/bin/$(basename "${f%.xz}")"; chmod +x "$work/bin/$(basename "${f%.xz}")"; done
@@ -55,90 +70,109 @@ if [[ -f $here/refvectors.tar.xz ]]; then
   tar -C "$work" -xJf "$here/refvectors.tar.xz"
   export EGG_REFVECTORS=$work/refvectors
 fi
-# PyTorch's pip environment keeps cuBLAS under site-packages/nvidia: egg finds it there.
-export EGG_TEST_DEVICE=$testdev
-status=0
-run() { # name, command...: logs to $out/name.log, one summary line
-  local name=$1; shift
-  local t0=$SECONDS
-  if "$@" > "$out/$name.log" 2>&1; then
-    say "PASS $name ($((SECONDS-t0)) s)"
-  else
-    say "FAIL $name ($((SECONDS-t0)) s): see $name.log"; status=1
-    grep -E -- '--- FAIL|panic:|Error|error' "$out/$name.log" | head -5 | sed 's/^/    /' | tee -a "$summary"
-  fi
-}
-B=$work/bin
-stages=" ${*:-correct speed mei} "
-if [[ $stages == *" correct "* ]]; then
-# 1-2. kernels and ops
-run cuda-kernels-and-ops "$B/cuda.test" -test.v -test.count=1
-# The engine's whole suite (finite-difference gradients of every op) on the GPU.
-(cd "$work" && run tensor-suite-on-gpu "$B/tensor.test" -test.short -test.count=1)
-# 3. reference vectors, fp32 then tf32
-for p in tensor adm encoder guidance diffusion ascent; do
-  (cd "$work" && run "parity-$p-fp32" "$B/$p.test" -test.run 'Parity' -test.v -test.count=1)
-done
-# Reduced precisions: the fp32 tolerances are not expected to hold; the errors are
-# reported (the failing lines carry them), not judged.
-report() { # name, command...
-  local name=$1; shift
-  "$@" > "$out/$name.log" 2>&1 && say "REPORT $name: within the fp32 tolerances" ||
-    { say "REPORT $name: outside the fp32 tolerances:"; grep -E 'max|diff|err' "$out/$name.log" | head -8 | sed 's/^/    /' | tee -a "$summary"; }
-}
-for prec in tf32 fp16 bf16; do
-  for p in adm encoder guidance; do
-    (cd "$work" && EGG_TEST_PRECISION=$prec report "parity-$p-$prec" "$B/$p.test" -test.run 'Parity' -test.v -test.count=1)
-  done
-done
-grep -h -E 'max.*(err|diff)|worst' "$out"/parity-*.log | head -60 > "$out/parity-errors.txt" || true
-fi
-if [[ $stages == *" speed "* ]]; then
-# 4. speed, egg then PyTorch on the same GPU
-run bench-egg-tensor "$B/tensor.test" -test.run '^$' -test.bench "ConvStack$b1" -test.benchtime $bt
-run bench-egg-adm "$B/adm.test" -test.run '^$' -test.bench "AttentionBlock$b1" -test.benchtime $bt
-run bench-egg-encoder "$B/encoder.test" -test.run '^$' -test.bench "V4Model$b1" -test.benchtime $bt
-run bench-egg-guidance "$B/guidance.test" -test.run '^$' -test.bench "EGGStep$b1" -test.benchtime $bt
-EGG_TEST_PRECISION=fp16 run bench-egg-guidance-fp16 "$B/guidance.test" -test.run '^$' -test.bench "EGGStep$b1" -test.benchtime $bt
 gdargs=()
 if [[ -f $here/guided-diffusion.tar.xz ]]; then
   tar -C "$work" -xJf "$here/guided-diffusion.tar.xz"; gdargs=(--guided-diffusion "$work")
 fi
-torchjson=$out/torch-fp32.json
-run bench-torch-fp32 bash -c '"$@" > '"$torchjson" _ "$py" "$here/torch_bench.py" --device $dev --precision fp32 --json "${gdargs[@]}" "${torchreps[@]}" --only conv_stack,attention_block,egg_step,v4_model
-# The speed table: egg on the GPU against PyTorch on the same GPU, both fp32.
-cat "$out"/bench-egg-tensor.log "$out"/bench-egg-adm.log "$out"/bench-egg-encoder.log "$out"/bench-egg-guidance.log > "$work/go.txt"
-"$py" "$here/report.py" --purego "$work/go.txt" --torch "$torchjson" > "$out/speed-table.md" 2>&1 &&
-  { say "speed table (egg/PyTorch, the pure-Go column is egg on this device):"; sed 's/^/    /' "$out/speed-table.md" | tee -a "$summary" >/dev/null; cat "$out/speed-table.md"; }
-[[ $rehearse == 1 ]] || run bench-torch-fp16 "$py" "$here/torch_bench.py" --device $dev --precision fp16 --json "${gdargs[@]}" "${torchreps[@]}" --only egg_step
-if ((${#gdargs[@]})) && [[ $rehearse != 1 ]]; then
-  run bench-torch-256 "$py" "$here/torch_bench.py" --device $dev --precision fp32 --json "${gdargs[@]}" "${torchreps[@]}" --big --only egg_step_256 --batch 1,8
-  run bench-torch-256-fp16 "$py" "$here/torch_bench.py" --device $dev --precision fp16 --json "${gdargs[@]}" "${torchreps[@]}" --big --only egg_step_256 --batch 8
+# PyTorch's pip environment keeps cuBLAS under site-packages/nvidia: egg finds it there.
+export EGG_TEST_DEVICE=$testdev
+status=0
+left() { echo $((deadline - SECONDS)); }
+run() { # name, cap seconds, command...: logs to $logs/name.log, one summary line
+  local name=$1 cap=$2; shift 2
+  local l; l=$(left)
+  if ((l < 15)); then say "SKIP $name: the deadline is near"; status=1; return 1; fi
+  ((cap > l - 5)) && cap=$((l - 5))
+  local t0=$SECONDS
+  if (cd "$work" && timeout -k 5 "$cap" "$@") > "$logs/$name.log" 2>&1; then
+    say "PASS $name ($((SECONDS-t0)) s)"
+  else
+    local rc=$?
+    ((rc == 124 || rc == 137)) && say "TIMEOUT $name after $cap s: see $name.log" || say "FAIL $name (status $rc, $((SECONDS-t0)) s): see $name.log"
+    status=1
+    grep -E -- '--- FAIL|panic:|Error|error|FAIL' "$logs/$name.log" | head -6 | sed 's/^/    /' | tee -a "$summary"
+    return 1
+  fi
+}
+report() { # name, cap, command...: reduced precisions, errors reported, not judged
+  local name=$1 cap=$2; shift 2
+  local l; l=$(left)
+  if ((l < 15)); then say "SKIP $name: the deadline is near"; return; fi
+  ((cap > l - 5)) && cap=$((l - 5))
+  if (cd "$work" && timeout -k 5 "$cap" "$@") > "$logs/$name.log" 2>&1; then
+    say "REPORT $name: within the fp32 tolerances"
+  else
+    say "REPORT $name: outside the fp32 tolerances (or failed):"
+    grep -E 'max|diff|err|panic' "$logs/$name.log" | head -6 | sed 's/^/    /' | tee -a "$summary"
+  fi
+}
+B=$work/bin
+steps_wanted=" ${*:-kernels parity step256 speed mei reduced suite profile} "
+want() { [[ $steps_wanted == *" $1 "* ]]; }
+
+if want kernels; then
+  { ls -d /opt/*/.venv/lib/python3*/site-packages/nvidia/*/lib; ls /usr/local/nvidia/lib64 | grep -E 'libcuda|libnvidia-ptx'; } > "$logs/libs.txt" 2>&1
+  run cuda-kernels-and-ops 120 "$B/cuda.test" -test.v -test.count=1
+  if tail -1 "$summary" | grep -q '^TIMEOUT'; then say "gpu-check: the kernel tests hung: stopping"; exit 1; fi
+  grep -E 'worst|max' "$logs/cuda-kernels-and-ops.log" | head -20 > "$logs/ops-errors.txt"
 fi
+if want parity; then
+  for p in tensor adm encoder guidance diffusion ascent; do
+    run "parity-$p-fp32" 90 "$B/$p.test" -test.run 'Parity' -test.v -test.count=1
+  done
 fi
-if [[ $stages == *" mei "* ]]; then
-# 5. the 256x256 step loop and MEIs on the defaults
-run egg256-b1 "$B/egg256" --device $dev "${big[@]}" --steps $steps --batch 1
-run egg256-b8 "$B/egg256" --device $dev "${big[@]}" --steps $steps --batch 8
-# One whole 100-step MEI at batch 8 (the time per MEI is its time / 8), cut at 150 s.
-run egg256-b8-fp16-100steps timeout 150 "$B/egg256" --device $dev --precision fp16 "${big[@]}" --steps $long --batch 8
-run mei-cuda "$B/egg" mei --device $dev --method egg --neurons 0-7 --out "$work/mei-cuda"
-run mei-cpu "$B/egg" mei --device cpu --method egg --neurons 0-7 --out "$work/mei-cpu"
-cp -r "$work/mei-cuda" "$work/mei-cpu" "$out/" 2>/dev/null || true
-# The same MEIs on the GPU as on the CPU: each neuron's kept seed and activations.
-run mei-same "$py" - "$work/mei-cpu/egg" "$work/mei-cuda/egg" <<'PY'
-import glob, json, os, sys
-cpu, gpu = sys.argv[1], sys.argv[2]
-worst, n = 0.0, 0
-for f in sorted(glob.glob(os.path.join(cpu, "neuron_*.json"))):
-    a = json.load(open(f)); b = json.load(open(os.path.join(gpu, os.path.basename(f))))
-    assert a["seed"] == b["seed"], f"{f}: kept seed {a['seed']} on the CPU, {b['seed']} on the GPU"
-    for role, v in a["activations"].items():
-        d = abs(v - b["activations"][role]) / max(1.0, abs(v))
-        worst = max(worst, d); n += 1
-print(f"{n} activations compared, worst relative difference {worst:.2e}")
-sys.exit(0 if n > 0 and worst < 1e-3 else 1)
-PY
+if want step256; then
+  run egg256-b1 90 "$B/egg256" --device $dev "${big[@]}" --steps $steps --batch 1
+  run egg256-b8 90 "$B/egg256" --device $dev "${big[@]}" --steps $steps --batch 8
+  run egg256-b8-fp16 90 "$B/egg256" --device $dev --precision fp16 "${big[@]}" --steps $steps --batch 8
+  grep -h 'guided step\|peak' "$logs"/egg256-*.log | sed 's/^/    /' | tee -a "$summary"
 fi
-say "gpu-check: done, status $status; logs in $out"
+if want speed; then
+  run bench-egg-tensor 60 "$B/tensor.test" -test.run '^$' -test.bench "ConvStack$b1" -test.benchtime $bt
+  run bench-egg-adm 60 "$B/adm.test" -test.run '^$' -test.bench "AttentionBlock$b1" -test.benchtime $bt
+  run bench-egg-encoder 60 "$B/encoder.test" -test.run '^$' -test.bench "V4Model$b1" -test.benchtime $bt
+  run bench-egg-guidance 60 "$B/guidance.test" -test.run '^$' -test.bench "EGGStep$b1" -test.benchtime $bt
+  torchjson=$logs/torch-fp32.json
+  run bench-torch-fp32 150 bash -c '"$@" > '"$torchjson" _ "$py" "$here/torch_bench.py" --device $dev --precision fp32 --json "${gdargs[@]}" "${torchreps[@]}" --only conv_stack,attention_block,egg_step,v4_model
+  cat "$logs"/bench-egg-tensor.log "$logs"/bench-egg-adm.log "$logs"/bench-egg-encoder.log "$logs"/bench-egg-guidance.log > "$work/go.txt"
+  "$py" "$here/report.py" --purego "$work/go.txt" --torch "$torchjson" > "$logs/speed-table.md" 2>&1 &&
+    { say "speed table (egg/PyTorch; the pure-Go column is egg on this device, fp32):"; sed 's/^/    /' "$logs/speed-table.md" >> "$summary"; }
+  if ((${#gdargs[@]})) && [[ $rehearse != 1 ]]; then
+    run bench-torch-256 120 "$py" "$here/torch_bench.py" --device $dev --precision fp32 --json "${gdargs[@]}" --big --only egg_step_256 --batch 1,8
+    run bench-torch-256-fp16 90 "$py" "$here/torch_bench.py" --device $dev --precision fp16 --json "${gdargs[@]}" --big --only egg_step_256 --batch 8
+    grep -h -o '"egg_step_256[^}]*' "$logs"/bench-torch-256*.log | sed 's/^/    torch /' | tee -a "$summary"
+  fi
+fi
+if want mei; then
+  # One whole 100-step MEI batch of 8 (the time per MEI is its time / 8).
+  run egg256-b8-fp16-100steps 150 "$B/egg256" --device $dev --precision fp16 "${big[@]}" --steps $long --batch 8
+  tail -3 "$logs/egg256-b8-fp16-100steps.log" | sed 's/^/    /' | tee -a "$summary"
+  run mei-cuda 120 "$B/egg" mei --device $dev --method egg --neurons 0-7 --out "$logs/mei-cuda"
+  cpu=$here/mei-cpu
+  if [[ ! -d $cpu ]]; then run mei-cpu 120 "$B/egg" mei --device cpu --method egg --neurons 0-7 --out "$logs/mei-cpu"; cpu=$logs/mei-cpu; fi
+  # The same MEIs on the GPU as on the CPU: each neuron's kept seed and activations.
+  run mei-same 30 "$py" "$here/mei_same.py" "$cpu/egg" "$logs/mei-cuda/egg"
+  tail -1 "$logs/mei-same.log" | sed "s/^/    /" | tee -a "$summary"
+fi
+if want reduced; then
+  for prec in tf32 bf16 fp16; do
+    for p in adm encoder guidance; do
+      EGG_TEST_PRECISION=$prec report "parity-$p-$prec" 40 "$B/$p.test" -test.run 'Parity' -test.v -test.count=1
+    done
+  done
+  grep -h -E 'max.*(err|diff)|worst' "$logs"/parity-*.log | head -80 > "$logs/parity-errors.txt" || true
+fi
+if want suite; then
+  run tensor-suite-on-gpu 120 "$B/tensor.test" -test.short -test.count=1
+fi
+if want profile && [[ $rehearse != 1 ]]; then
+  ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  if [[ -n $ncu ]]; then
+    run ncu-step256 120 "$ncu" --clock-control none --section SpeedOfLight --csv --launch-skip 0 --launch-count 400 \
+      "$B/egg256" --device cuda --steps 1 --batch 8
+  else
+    say "SKIP profile: no ncu here"
+  fi
+fi
+say "gpu-check: done, status $status, $((SECONDS)) s"
 exit $status

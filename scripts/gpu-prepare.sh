@@ -22,6 +22,7 @@ rm -rf .gpu && mkdir -p .gpu/bin
 export CGO_ENABLED=0
 flags=(-trimpath -ldflags='-s -w')
 go build "${flags[@]}" -o .gpu/bin/egg ./cmd/egg
+cp .gpu/bin/egg .gpu/egg-host
 go build "${flags[@]}" -o .gpu/bin/egg256 ./bench/egg256
 for p in cuda tensor adm encoder guidance diffusion ascent; do
   go test -c "${flags[@]}" -o ".gpu/bin/$p.test" "./$p"
@@ -32,7 +33,12 @@ if [[ -d $ref ]]; then
 else
   echo "gpu-prepare: no reference vectors at $ref: the parity part of the check will fail" >&2
 fi
-cp bench/torch_bench.py bench/report.py scripts/gpu-check.sh .gpu/
+cp bench/torch_bench.py bench/report.py scripts/gpu-check.sh scripts/mei_same.py .gpu/
+# The CPU's MEIs on the built-in defaults, made here so that GPU time goes to the
+# GPU: gpu-check.sh compares its GPU MEIs with these.
+./.gpu/egg-host mei --device cpu --method egg --neurons 0-7 --out .gpu/mei-cpu > .gpu/mei-cpu.log 2>&1 ||
+  { echo "gpu-prepare: egg mei on the CPU failed: see .gpu/mei-cpu.log" >&2; exit 1; }
+rm -f .gpu/egg-host
 if [[ -n $gd && -d $gd/guided_diffusion ]]; then
   tar -C "$gd" -cJf .gpu/guided-diffusion.tar.xz guided_diffusion
 else
