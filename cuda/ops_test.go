@@ -73,6 +73,9 @@ func opCases() []opCase {
 		conv("Conv1x1", []int{2, 6, 5, 5}, []int{4, 6, 1, 1}, tensor.ConvOpts{}),
 		conv("Conv3x3Dil2", []int{1, 2, 9, 9}, []int{3, 2, 3, 3}, tensor.ConvOpts{Padding: 2, Dilation: 2}),
 		conv("Conv5x5", []int{1, 2, 12, 10}, []int{3, 2, 5, 5}, tensor.ConvOpts{}),
+		conv("Conv3x3Groups2", []int{2, 4, 7, 6}, []int{6, 2, 3, 3}, tensor.ConvOpts{Groups: 2, Padding: 1}),
+		conv("Depthwise5x5", []int{2, 4, 9, 9}, []int{4, 1, 5, 5}, tensor.ConvOpts{Groups: 4, Padding: 2}),
+		conv("Conv1x1Groups3", []int{2, 6, 4, 5}, []int{9, 2, 1, 1}, tensor.ConvOpts{Groups: 3}),
 		{"GroupNorm", [][]int{{2, 8, 4, 3}, {8}, {8}}, -2, 3, func(t []*tensor.Tensor) *tensor.Tensor {
 			return tensor.GroupNorm(t[0], 4, t[1], t[2], 1e-5)
 		}},

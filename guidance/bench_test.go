@@ -38,6 +38,8 @@ func BenchmarkEGGStep(b *testing.B) {
 		b.Run(fmt.Sprintf("B%d", n), func(b *testing.B) {
 			x := tensor.Randn(testDev, rng, n, 3, 64, 64)
 			noise := tensor.Randn(testDev, rng, n, 3, 64, 64)
+			GuidedStep(unet, s, x, 500, noise, energy, Options{Scale: 1}) // warm-up: a device's first launches load its kernels
+			testDev.Sync()
 			for b.Loop() {
 				GuidedStep(unet, s, x, 500, noise, energy, Options{Scale: 1})
 				testDev.Sync()

@@ -124,13 +124,15 @@ fi
 if want step256; then
   run egg256-b1 90 "$B/egg256" --device $dev "${big[@]}" --steps $steps --batch 1
   run egg256-b8 90 "$B/egg256" --device $dev "${big[@]}" --steps $steps --batch 8
-  run egg256-b8-fp16 90 "$B/egg256" --device $dev --precision fp16 "${big[@]}" --steps $steps --batch 8
+  for prec in tf32 fp16 bf16; do
+    run "egg256-b8-$prec" 90 "$B/egg256" --device $dev --precision $prec "${big[@]}" --steps $steps --batch 8
+  done
   grep -h 'guided step\|peak' "$logs"/egg256-*.log | sed 's/^/    /' | tee -a "$summary"
 fi
 if want speed; then
   run bench-egg-tensor 60 "$B/tensor.test" -test.run '^$' -test.bench "ConvStack$b1" -test.benchtime $bt
   run bench-egg-adm 60 "$B/adm.test" -test.run '^$' -test.bench "AttentionBlock$b1" -test.benchtime $bt
-  run bench-egg-encoder 60 "$B/encoder.test" -test.run '^$' -test.bench "V4Model$b1" -test.benchtime $bt
+  run bench-egg-encoder 90 "$B/encoder.test" -test.run '^$' -test.bench "V4Model$b1" -test.benchtime 5x
   run bench-egg-guidance 60 "$B/guidance.test" -test.run '^$' -test.bench "EGGStep$b1" -test.benchtime $bt
   torchjson=$logs/torch-fp32.json
   run bench-torch-fp32 150 bash -c '"$@" > '"$torchjson" _ "$py" "$here/torch_bench.py" --device $dev --precision fp32 --json "${gdargs[@]}" "${torchreps[@]}" --only conv_stack,attention_block,egg_step,v4_model
@@ -144,15 +146,18 @@ if want speed; then
   fi
 fi
 if want mei; then
-  # One whole 100-step MEI batch of 8 (the time per MEI is its time / 8).
-  run egg256-b8-fp16-100steps 150 "$B/egg256" --device $dev --precision fp16 "${big[@]}" --steps $long --batch 8
-  tail -3 "$logs/egg256-b8-fp16-100steps.log" | sed 's/^/    /' | tee -a "$summary"
+  # One whole 100-step MEI batch of 8 (the time per MEI is its time / 8), in the
+  # fastest precision.
+  run egg256-b8-${MEI_PRECISION:-tf32}-100steps 150 "$B/egg256" --device $dev --precision ${MEI_PRECISION:-tf32} "${big[@]}" --steps $long --batch 8
+  tail -3 "$logs/egg256-b8-${MEI_PRECISION:-tf32}-100steps.log" | sed 's/^/    /' | tee -a "$summary"
   run mei-cuda 120 "$B/egg" mei --device $dev --method egg --neurons 0-7 --out "$logs/mei-cuda"
   cpu=$here/mei-cpu
   if [[ ! -d $cpu ]]; then run mei-cpu 120 "$B/egg" mei --device cpu --method egg --neurons 0-7 --out "$logs/mei-cpu"; cpu=$logs/mei-cpu; fi
-  # The same MEIs on the GPU as on the CPU: each neuron's kept seed and activations.
-  run mei-same 30 "$py" "$here/mei_same.py" "$cpu/egg" "$logs/mei-cuda/egg"
-  tail -1 "$logs/mei-same.log" | sed "s/^/    /" | tee -a "$summary"
+  # The GPU's MEIs beside the CPU's, and beside the CPU's own spread between its two
+  # GEMMs (mei-cpu-openblas, made by gpu-prepare.sh): the free-running sampler
+  # amplifies float32 summation order (see mei_same.py).
+  report mei-same 30 "$py" "$here/mei_same.py" "$cpu/egg" "$logs/mei-cuda/egg" "$here/mei-cpu-openblas/egg"
+  tail -3 "$logs/mei-same.log" | sed "s/^/    /" | tee -a "$summary"
 fi
 if want reduced; then
   for prec in tf32 bf16 fp16; do
@@ -168,8 +173,10 @@ fi
 if want profile && [[ $rehearse != 1 ]]; then
   ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
   if [[ -n $ncu ]]; then
-    run ncu-step256 120 "$ncu" --clock-control none --section SpeedOfLight --csv --launch-skip 0 --launch-count 400 \
-      "$B/egg256" --device cuda --steps 1 --batch 8
+    # Replaying a kernel over 553 M parameters is slow: a few kernels of each kind,
+    # written out as each finishes (no --csv: that prints only at the end).
+    run ncu-step256 150 "$ncu" --clock-control none --section SpeedOfLight --launch-skip 0 --launch-count 40 \
+      "$B/egg256" --device cuda --steps 1 --batch 8 --image-size 128
   else
     say "SKIP profile: no ncu here"
   fi

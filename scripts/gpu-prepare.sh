@@ -38,6 +38,12 @@ cp bench/torch_bench.py bench/report.py scripts/gpu-check.sh scripts/mei_same.py
 # GPU: gpu-check.sh compares its GPU MEIs with these.
 ./.gpu/egg-host mei --device cpu --method egg --neurons 0-7 --out .gpu/mei-cpu > .gpu/mei-cpu.log 2>&1 ||
   { echo "gpu-prepare: egg mei on the CPU failed: see .gpu/mei-cpu.log" >&2; exit 1; }
+# The same on the CPU's other GEMM (another summation order), where OpenBLAS is
+# installed: the CPU's own spread, beside which the GPU's is read.
+if ldconfig -p 2>/dev/null | grep -q libopenblas; then
+  EGG_GEMM=openblas ./.gpu/egg-host mei --device cpu --method egg --neurons 0-7 --out .gpu/mei-cpu-openblas > .gpu/mei-cpu-openblas.log 2>&1 ||
+    { echo "gpu-prepare: egg mei on the CPU with OpenBLAS failed: see .gpu/mei-cpu-openblas.log" >&2; exit 1; }
+fi
 rm -f .gpu/egg-host
 if [[ -n $gd && -d $gd/guided_diffusion ]]; then
   tar -C "$gd" -cJf .gpu/guided-diffusion.tar.xz guided_diffusion

@@ -32,6 +32,8 @@ func BenchmarkConvStack(b *testing.B) {
 	for _, n := range []int{1, 4} {
 		x := Randn(dev, rng, n, 64, 64, 64)
 		b.Run(fmt.Sprintf("B%d/forward", n), func(b *testing.B) {
+			run(x) // warm-up: a device's first launches load its kernels
+			dev.Sync()
 			for b.Loop() {
 				run(x)
 				dev.Sync()
@@ -39,6 +41,8 @@ func BenchmarkConvStack(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("B%d/inputgrad", n), func(b *testing.B) {
 			xg := x.Clone().SetRequiresGrad(true)
+			Grad(run(xg), Full(dev, 1, n, 64, 64, 64), xg) // warm-up
+			dev.Sync()
 			for b.Loop() {
 				out := run(xg)
 				Grad(out, Full(dev, 1, out.Shape()...), xg)

@@ -154,7 +154,7 @@ func Conv2D(x, w, bias *Tensor, o ConvOpts) *Tensor {
 		panic(fmt.Sprintf("tensor: Conv2D: bias %v for %d output channels", bias.shape, c.cout))
 	}
 	d := x.dev
-	if d.kern != nil && c.g == 1 {
+	if d.kern != nil {
 		return conv2DDev(x, w, bias, c)
 	}
 	out := empty(d, c.n, c.cout, c.ho, c.wo)

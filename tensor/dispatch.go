@@ -1,7 +1,5 @@
 package tensor
 
-import "math"
-
 // The device paths of ops whose host kernels live elsewhere: each runs when the
 // tensors are on an accelerator with Kernels, and computes what the host path
 // computes (same products, same layouts).
@@ -150,7 +148,13 @@ func conv2DDev(x, w, bias *Tensor, c convGeom) *Tensor {
 	geom := func(n int) ConvGeometry {
 		return ConvGeometry{N: n, C: c.cin, H: c.h, W: c.w, KH: c.kh, KW: c.kw, OH: c.ho, OW: c.wo, Stride: c.s, Pad: c.p, Dil: c.d}
 	}
-	per := c.kdim * c.howo // column elements of one image
+	// The column matrix of one image is [g*kdim, howo]: group gi's rows are the
+	// block [gi*kdim, (gi+1)*kdim), so a grouped convolution is one GEMM per group,
+	// batched over the groups (strides kdim*howo in the columns, coutG*kdim in the
+	// weights, coutG*howo in the output); with one group, batched over the images.
+	gk := c.kdim * c.howo // column elements of one group of one image
+	per := c.g * gk       // column elements of one image
+	wg, og := c.coutG*c.kdim, c.coutG*c.howo
 	chunk := max(1, min(c.n, colsCap/max(per, 1)))
 	var cols *Tensor
 	if !c.pointwise {
@@ -169,8 +173,15 @@ func conv2DDev(x, w, bias *Tensor, c convGeom) *Tensor {
 	for n0 := 0; n0 < c.n; n0 += chunk {
 		nb := min(chunk, c.n-n0)
 		cb, cs := columns(cols, x, n0, nb)
-		kern.GEMM(false, false, c.cout, c.howo, c.kdim, 1, w.st.in(), c.kdim, 0, cb, c.howo, cs,
-			0, ob.At(n0*c.cout*c.howo), c.howo, c.cout*c.howo, nb)
+		if c.g == 1 {
+			kern.GEMM(false, false, c.cout, c.howo, c.kdim, 1, w.st.in(), c.kdim, 0, cb, c.howo, cs,
+				0, ob.At(n0*c.cout*c.howo), c.howo, c.cout*c.howo, nb)
+			continue
+		}
+		for i := 0; i < nb; i++ {
+			kern.GEMM(false, false, c.coutG, c.howo, c.kdim, 1, w.st.in(), c.kdim, wg, cb.At(i*cs), c.howo, gk,
+				0, ob.At((n0+i)*c.cout*c.howo), c.howo, og, c.g)
+		}
 	}
 	if bias != nil {
 		sizes, st := collapse([]int{c.n, c.cout, c.howo}, []int{c.cout * c.howo, c.howo, 1}, []int{0, 1, 0})
@@ -201,8 +212,15 @@ func conv2DDev(x, w, bias *Tensor, c convGeom) *Tensor {
 				if !c.pointwise {
 					dst, ds = cols.st.out(), per
 				}
-				kern.GEMM(true, false, c.kdim, c.howo, c.cout, 1, keepW.st.in(), c.kdim, 0,
-					g.st.in().At(n0*c.cout*c.howo), c.howo, c.cout*c.howo, 0, dst, c.howo, ds, nb)
+				if c.g == 1 {
+					kern.GEMM(true, false, c.kdim, c.howo, c.cout, 1, keepW.st.in(), c.kdim, 0,
+						g.st.in().At(n0*c.cout*c.howo), c.howo, c.cout*c.howo, 0, dst, c.howo, ds, nb)
+				} else {
+					for i := 0; i < nb; i++ {
+						kern.GEMM(true, false, c.kdim, c.howo, c.coutG, 1, keepW.st.in(), c.kdim, wg,
+							g.st.in().At((n0+i)*c.cout*c.howo), c.howo, og, 0, dst.At(i*ds), c.howo, gk, c.g)
+					}
+				}
 				if !c.pointwise {
 					kern.Col2Im(gxb.At(n0*c.cin*c.hw), cols.st.in(), geom(nb))
 				}
@@ -215,9 +233,9 @@ func conv2DDev(x, w, bias *Tensor, c convGeom) *Tensor {
 				nb := min(chunk, c.n-n0)
 				cb, cs := columns(cols, keepX, n0, nb)
 				for i := 0; i < nb; i++ {
-					// dW += dout_i cols_i^T
-					kern.GEMM(false, true, c.cout, c.kdim, c.howo, 1, g.st.in().At((n0+i)*c.cout*c.howo), c.howo, 0,
-						cb.At(i*cs), c.howo, 0, 1, gwb, c.kdim, 0, 1)
+					// dW_g += dout_{i,g} cols_{i,g}^T, batched over the groups
+					kern.GEMM(false, true, c.coutG, c.kdim, c.howo, 1, g.st.in().At((n0+i)*c.cout*c.howo), c.howo, og,
+						cb.At(i*cs), c.howo, gk, 1, gwb, c.kdim, wg, c.g)
 				}
 			}
 		}
@@ -315,21 +333,17 @@ func upsampleDev(x, out *Tensor, p, h, w, scale int) *Tensor {
 // then two broadcast ops (whose gradient, g a_c, autodiff gives).
 func batchNormEvalDev(x, weight, bias, runningMean, runningVar *Tensor, eps float32) *Tensor {
 	c := x.shape[1]
-	mu, vr := runningMean.Values(), runningVar.Values()
-	var w, bs []float32
+	// a = w / sqrt(var + eps), b = bias - mean a, per channel, on the device (no
+	// download of the statistics, which would wait for the stream at every layer).
+	a := Pow(AddScalar(runningVar, eps), -0.5)
 	if weight != nil {
-		w = weight.Values()
+		a = Mul(a, weight)
 	}
+	b := Neg(Mul(runningMean, a))
 	if bias != nil {
-		bs = bias.Values()
+		b = Add(b, bias)
 	}
-	a, b := make([]float32, c), make([]float32, c)
-	for ch := range c {
-		r := 1 / math.Sqrt(float64(vr[ch])+float64(eps))
-		ac := r * float64(at1(w, ch, 1))
-		a[ch], b[ch] = float32(ac), float32(float64(at1(bs, ch, 0))-float64(mu[ch])*ac)
-	}
-	return Add(Mul(x, FromSlice(x.dev, a, 1, c, 1, 1)), FromSlice(x.dev, b, 1, c, 1, 1))
+	return Add(Mul(x, Reshape(a, 1, c, 1, 1)), Reshape(b, 1, c, 1, 1))
 }
 
 // attentionPoolDev is AttentionPool on the device, composed of device ops on the

@@ -131,6 +131,8 @@ func TestConv2DGrad(t *testing.T) {
 		{"depthwise", []int{3, 4, 6, 6}, []int{4, 1, 5, 5}, ConvOpts{Groups: 4, Padding: 2}, false},
 		{"depthwiseStride", []int{2, 3, 7, 6}, []int{3, 1, 3, 3}, ConvOpts{Groups: 3, Stride: 2}, true},
 		{"pointwise", []int{2, 5, 4, 3}, []int{3, 5, 1, 1}, ConvOpts{}, true},
+		{"pointwiseGroups2", []int{2, 4, 3, 3}, []int{6, 2, 1, 1}, ConvOpts{Groups: 2}, true},
+		{"depthwiseMultiplier2", []int{2, 3, 5, 5}, []int{6, 1, 3, 3}, ConvOpts{Groups: 3, Padding: 1}, true},
 		{"nopad9", []int{1, 1, 12, 12}, []int{2, 1, 9, 9}, ConvOpts{}, false},
 		{"7x7s2p3", []int{1, 3, 11, 11}, []int{2, 3, 7, 7}, ConvOpts{Stride: 2, Padding: 3}, false},
 	}
