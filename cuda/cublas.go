@@ -16,16 +16,20 @@ const (
 	cublasDefaultMath   = 0 // CUBLAS_DEFAULT_MATH: full float32, no TF32
 	cublasTF32TensorOps = 3 // CUBLAS_TF32_TENSOR_OP_MATH
 
-	cudaR32F            = 0  // CUDA_R_32F: float32 operands
-	cublasCompute16F32  = 74 // CUBLAS_COMPUTE_32F_FAST_16F: float16 products, float32 sums
-	cublasCompute16BF32 = 75 // CUBLAS_COMPUTE_32F_FAST_16BF: bfloat16 products, float32 sums
-	cublasGemmDefault   = -1 // CUBLAS_GEMM_DEFAULT
+	cudaR32F          = 0  // CUDA_R_32F: float32
+	cudaR16F          = 2  // CUDA_R_16F: IEEE half
+	cudaR16BF         = 14 // CUDA_R_16BF: bfloat16
+	cublasCompute32F  = 68 // CUBLAS_COMPUTE_32F: float32 sums
+	cublasGemmDefault = -1 // CUBLAS_GEMM_DEFAULT
 )
 
-// computeTypes are the cuBLAS compute types of the reduced precisions: operands
-// stay float32 in memory, cuBLAS rounds them to the type for the tensor cores and
-// accumulates in float32.
-var computeTypes = map[string]int32{"fp16": cublasCompute16F32, "bf16": cublasCompute16BF32}
+// halfTypes are the operand types of the reduced precisions. Their GEMMs convert
+// both operands to that type (egg_to_half) and hand them to
+// cublasGemmStridedBatchedEx with float32 output and float32 sums, so that cuBLAS
+// runs them on the tensor cores. (The compute types CUBLAS_COMPUTE_32F_FAST_16F
+// and _16BF with float32 operands only allow cuBLAS to do so: on an H200 it kept
+// the float32 speed.)
+var halfTypes = map[string]int32{"fp16": cudaR16F, "bf16": cudaR16BF}
 
 // cublasStatusNames names cublasStatus_t values, for libraries without
 // cublasGetStatusName.

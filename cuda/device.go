@@ -24,8 +24,9 @@ type Options struct {
 	// float32 rounding of the host's; or "tf32": GEMMs on the tensor cores with
 	// TF32 inputs (10-bit mantissas), several times faster and about 1e-3 relative;
 	// "fp16" or "bf16": GEMMs (so matrix products and convolutions) with operands
-	// rounded to float16 or bfloat16 on the tensor cores and float32 sums, as
-	// PyTorch's autocast does; every other op stays float32.
+	// rounded to float16 or bfloat16 (converted on the device before each GEMM) on
+	// the tensor cores and float32 sums, as PyTorch's autocast does; every other op
+	// stays float32.
 	Precision string
 }
 
@@ -229,7 +230,7 @@ func (d *Device) setup() error {
 	if d.blas.getVersion != nil {
 		d.blas.getVersion(d.handle, &d.versions[1])
 	}
-	if _, reduced := computeTypes[d.precision]; reduced && d.blas.gemmStridedBatchedEx == nil {
+	if _, reduced := halfTypes[d.precision]; reduced && d.blas.gemmStridedBatchedEx == nil {
 		return fmt.Errorf("cuda: precision %s needs cublasGemmStridedBatchedEx, which %s lacks", d.precision, d.blas.path)
 	}
 	mode := int32(cublasDefaultMath)

@@ -99,6 +99,9 @@ func emuDevice(t *testing.T) *Device {
 	if err := bind(h, &blas.sgemmStridedBatched, "emu_sgemm_strided_batched"); err != nil {
 		t.Fatal(err)
 	}
+	if err := bind(h, &blas.gemmStridedBatchedEx, "emu_gemm_strided_batched_ex"); err != nil {
+		t.Fatal(err)
+	}
 	blas.create = func(h *uintptr) cublasStatus { *h = 1; return 0 }
 	blas.destroy = func(uintptr) cublasStatus { return 0 }
 	blas.setStream = func(uintptr, uintptr) cublasStatus { return 0 }

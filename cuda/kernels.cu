@@ -909,3 +909,40 @@ extern "C" __global__ BOUNDS(256) void egg_upsample_grad(float* gx, const float*
 		}
 	}
 }
+
+// ---------------------------------------------------------------------------
+// ToHalf: the operands of a reduced-precision GEMM (cuda/kernels.go), float32 to
+// IEEE half or bfloat16 bits, rounding to nearest even. A NaN stays a (quiet) NaN;
+// a magnitude past the largest finite value rounds to infinity; half's subnormals
+// are kept.
+
+DEV unsigned short f32_to_f16(float f) {
+	u32 x = __builtin_bit_cast(u32, f);
+	u32 sign = (x >> 16) & 0x8000u;
+	u32 ax = x & 0x7fffffffu;
+	if (ax > 0x7f800000u) return (unsigned short)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu)); // NaN
+	if (ax >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u); // >= 65520: infinity
+	if (ax < 0x38800000u) { // under 2^-14: a subnormal half, in units of 2^-24
+		if (ax <= 0x33000000u) return (unsigned short)sign; // <= 2^-25 (a tie, to even): zero
+		u32 e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;
+		u32 shift = 126u - e; // 14..24
+		u32 q = m >> shift, rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+		if (rem > half || (rem == half && (q & 1u))) q++;
+		return (unsigned short)(sign | q);
+	}
+	u32 r = ax - 0x38000000u; // rebias the exponent from 127 to 15
+	u32 q = r >> 13, rem = r & 0x1fffu;
+	if (rem > 0x1000u || (rem == 0x1000u && (q & 1u))) q++; // a carry moves into the exponent
+	return (unsigned short)(sign | q);
+}
+
+DEV unsigned short f32_to_bf16(float f) {
+	u32 x = __builtin_bit_cast(u32, f);
+	if ((x & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((x >> 16) | 0x40u); // NaN
+	return (unsigned short)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+// dst[i] = src[i] as half (bf16 == 0) or bfloat16 (bf16 != 0) bits.
+extern "C" __global__ BOUNDS(256) void egg_to_half(unsigned short* dst, const float* src, i64 n, int bf16) {
+	for (i64 i = GID_X(); i < n; i += GSTRIDE_X()) dst[i] = bf16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
+}

@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 
 	"egg/tensor"
@@ -266,10 +267,15 @@ func (d *Device) GEMM(ta, tb bool, m, n, k int, alpha float32, a tensor.Buffer, 
 	al, be := args.alpha, args.beta
 	var s cublasStatus
 	call := "cublasSgemmStridedBatched"
-	if ct, reduced := computeTypes[d.precision]; reduced {
+	if ht, reduced := halfTypes[d.precision]; reduced {
 		call = "cublasGemmStridedBatchedEx"
-		s = d.blas.gemmStridedBatchedEx(d.handle, args.ta, args.tb, args.m, args.n, args.k, &al, args.a, cudaR32F, args.lda, args.strideA,
-			args.b, cudaR32F, args.ldb, args.strideB, &be, args.c, cudaR32F, args.ldc, args.strideC, args.batch, ct, cublasGemmDefault)
+		ah := d.toHalf(a, gemmSpan(ta, m, k, lda, strideA, batch), ht)
+		bh := d.toHalf(b, gemmSpan(tb, k, n, ldb, strideB, batch), ht)
+		// cuBLAS gets B first (colMajorGEMM), so args.a is bh and args.b is ah.
+		s = d.blas.gemmStridedBatchedEx(d.handle, args.ta, args.tb, args.m, args.n, args.k, &al, bh, ht, args.lda, args.strideA,
+			ah, ht, args.ldb, args.strideB, &be, args.c, cudaR32F, args.ldc, args.strideC, args.batch, cublasCompute32F, cublasGemmDefault)
+		// The queue orders any later use of the blocks after this GEMM.
+		fail("GEMM operands to 16 bits", errors.Join(d.mem.release(ah), d.mem.release(bh)))
 	} else {
 		s = d.blas.sgemmStridedBatched(d.handle, args.ta, args.tb, args.m, args.n, args.k, &al, args.a, args.lda, args.strideA,
 			args.b, args.ldb, args.strideB, &be, args.c, args.ldc, args.strideC, args.batch)
@@ -277,6 +283,40 @@ func (d *Device) GEMM(ta, tb bool, m, n, k int, alpha float32, a tensor.Buffer, 
 	if err := d.blas.err(call, s); err != nil {
 		panic(&tensor.DeviceError{Op: fmt.Sprintf("GEMM %dx%dx%d batch %d", m, n, k, batch), Err: err})
 	}
+}
+
+// gemmSpan is the number of elements from an operand's start to its last element:
+// batch matrices strided by stride, each of rows x cols (cols x rows when
+// transposed) with row stride ld.
+func gemmSpan(trans bool, rows, cols, ld, stride, batch int) int {
+	if trans {
+		rows, cols = cols, rows
+	}
+	if rows == 0 || cols == 0 {
+		return 0
+	}
+	return (batch-1)*stride + (rows-1)*ld + cols
+}
+
+// toHalf returns a new device block holding the first n elements of src as 16-bit
+// floats of type ht (cudaR16F or cudaR16BF), converted on the stream. The caller
+// releases it.
+func (d *Device) toHalf(src tensor.Buffer, n int, ht int32) uint64 {
+	bytes := 2 * uint64(max(n, 1))
+	p, err := d.alloc(bytes)
+	if errors.Is(err, errOutOfMemory) {
+		p, err = d.alloc(bytes) // the allocator gives its cache back on a second refusal
+	}
+	fail("GEMM operands to 16 bits", err)
+	if n > 0 {
+		bf16 := int32(0)
+		if ht == cudaR16BF {
+			bf16 = 1
+		}
+		gr, b := grid1(n)
+		d.launch("egg_to_half", gr, b, 0, tensor.Buffer(p), src, int64(n), bf16)
+	}
+	return p
 }
 
 // checkConv panics on a geometry the kernels cannot take: each image's planes and

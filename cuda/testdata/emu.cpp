@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -68,6 +69,7 @@ const Entry kernels[] = {
     KERNEL(egg_softmax_grad_cols),
     KERNEL(egg_upsample),
     KERNEL(egg_upsample_grad),
+    KERNEL(egg_to_half),
 };
 const size_t nkernels = sizeof(kernels) / sizeof(kernels[0]);
 
@@ -249,6 +251,54 @@ int emu_sgemm_strided_batched(uintptr_t handle, int ta, int tb, int m, int n, in
 					float av = ta ? a[l + (long long)i * lda] : a[i + (long long)l * lda];
 					float bv = tb ? bb[j + (long long)l * ldb] : bb[l + (long long)j * ldb];
 					s += (double)av * bv;
+				}
+				float r = *alpha * (float)s;
+				if (*beta != 0.0f) r += *beta * c[i + (long long)j * ldc];
+				c[i + (long long)j * ldc] = r;
+			}
+	}
+	return 0;
+}
+
+// emu_half_value decodes operand element i of type t (CUDA_R_32F 0, CUDA_R_16F 2,
+// CUDA_R_16BF 14), independently of kernels.cu's encoders.
+static double emu_half_value(const void* p, long long i, int t) {
+	if (t == 0) return ((const float*)p)[i];
+	unsigned short h = ((const unsigned short*)p)[i];
+	if (t == 14) {
+		unsigned int u = (unsigned int)h << 16;
+		float f;
+		memcpy(&f, &u, 4);
+		return f;
+	}
+	int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+	double v = e == 0 ? ldexp((double)m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp((double)(m | 0x400), e - 25);
+	return (h & 0x8000) ? -v : v;
+}
+
+// emu_gemm_strided_batched_ex is a column-major reference for
+// cublasGemmStridedBatchedEx with A and B of one type (float32, half or bfloat16),
+// float32 C, and compute type CUBLAS_COMPUTE_32F (68); anything else is
+// CUBLAS_STATUS_NOT_SUPPORTED (15).
+int emu_gemm_strided_batched_ex(uintptr_t handle, int ta, int tb, int m, int n, int k, const float* alpha,
+                                const void* A, int atype, int lda, long long sA, const void* B, int btype, int ldb,
+                                long long sB, const float* beta, float* C, int ctype, int ldc, long long sC, int batch,
+                                int compute, int algo) {
+	(void)handle;
+	(void)algo;
+	if (atype != btype || (atype != 0 && atype != 2 && atype != 14) || ctype != 0 || compute != 68) return 15;
+	if ((ta != 0 && ta != 1) || (tb != 0 && tb != 1) || m < 0 || n < 0 || k < 0 || batch < 0) return 7;
+	int rowsA = ta ? k : m, rowsB = tb ? n : k;
+	if (lda < (rowsA > 1 ? rowsA : 1) || ldb < (rowsB > 1 ? rowsB : 1) || ldc < (m > 1 ? m : 1)) return 7;
+	for (int b = 0; b < batch; b++) {
+		float* c = C + b * sC;
+		for (int j = 0; j < n; j++)
+			for (int i = 0; i < m; i++) {
+				double s = 0;
+				for (int l = 0; l < k; l++) {
+					long long ia = ta ? l + (long long)i * lda : i + (long long)l * lda;
+					long long ib = tb ? j + (long long)l * ldb : l + (long long)j * ldb;
+					s += emu_half_value(A, b * sA + ia, atype) * emu_half_value(B, b * sB + ib, btype);
 				}
 				float r = *alpha * (float)s;
 				if (*beta != 0.0f) r += *beta * c[i + (long long)j * ldc];
