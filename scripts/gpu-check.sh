@@ -147,9 +147,17 @@ if want speed; then
 fi
 if want mei; then
   # One whole 100-step MEI batch of 8 (the time per MEI is its time / 8), in the
-  # fastest precision.
-  run egg256-b8-${MEI_PRECISION:-tf32}-100steps 150 "$B/egg256" --device $dev --precision ${MEI_PRECISION:-tf32} "${big[@]}" --steps $long --batch 8
-  tail -3 "$logs/egg256-b8-${MEI_PRECISION:-tf32}-100steps.log" | sed 's/^/    /' | tee -a "$summary"
+  # precision whose step was fastest in step256 (MEI_PRECISION overrides).
+  mp=${MEI_PRECISION:-}
+  if [[ -z $mp ]]; then
+    mp=$(for p in fp32 tf32 fp16 bf16; do
+      f=$logs/egg256-b8-$p.log; [[ $p == fp32 ]] && f=$logs/egg256-b8.log
+      [[ -f $f ]] && awk -v p=$p '/guided step/ {t=$NF} END {if (t != "") {sub("s$", "", t); print t, p}}' "$f"
+    done | sort -g | head -1 | cut -d' ' -f2)
+  fi
+  mp=${mp:-fp16}
+  run egg256-b8-$mp-100steps 150 "$B/egg256" --device $dev --precision $mp "${big[@]}" --steps $long --batch 8
+  tail -3 "$logs/egg256-b8-$mp-100steps.log" | sed 's/^/    /' | tee -a "$summary"
   run mei-cuda 120 "$B/egg" mei --device $dev --method egg --neurons 0-7 --out "$logs/mei-cuda"
   cpu=$here/mei-cpu
   if [[ ! -d $cpu ]]; then run mei-cpu 120 "$B/egg" mei --device cpu --method egg --neurons 0-7 --out "$logs/mei-cpu"; cpu=$logs/mei-cpu; fi

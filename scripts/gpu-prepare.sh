@@ -40,7 +40,7 @@ cp bench/torch_bench.py bench/report.py scripts/gpu-check.sh scripts/mei_same.py
   { echo "gpu-prepare: egg mei on the CPU failed: see .gpu/mei-cpu.log" >&2; exit 1; }
 # The same on the CPU's other GEMM (another summation order), where OpenBLAS is
 # installed: the CPU's own spread, beside which the GPU's is read.
-if ldconfig -p 2>/dev/null | grep -q libopenblas; then
+if ldconfig -p 2>/dev/null | grep libopenblas >/dev/null; then
   EGG_GEMM=openblas ./.gpu/egg-host mei --device cpu --method egg --neurons 0-7 --out .gpu/mei-cpu-openblas > .gpu/mei-cpu-openblas.log 2>&1 ||
     { echo "gpu-prepare: egg mei on the CPU with OpenBLAS failed: see .gpu/mei-cpu-openblas.log" >&2; exit 1; }
 fi
