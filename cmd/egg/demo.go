@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"egg/ascent"
@@ -23,6 +22,7 @@ import (
 	"egg/mei"
 	"egg/models"
 	"egg/pool"
+	"egg/progress"
 	"egg/report"
 	"egg/simulate"
 	"egg/stats"
@@ -304,10 +304,7 @@ func runDemo(ctx context.Context, g *globalOptions, o *demoOptions) error {
 			return fmt.Errorf("interrupted; finished work is in %s, run egg demo again to resume", o.out)
 		}
 		s := settings[method]
-		bar := progressbar.NewOptions(len(neurons)*len(seeds),
-			progressbar.OptionSetDescription(method+" MEIs"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-			progressbar.OptionSetItsString("MEIs"), progressbar.OptionSetVisibility(!o.quiet), progressbar.OptionSetWriter(os.Stderr),
-			progressbar.OptionThrottle(200*time.Millisecond))
+		bar := progress.New(os.Stderr, len(neurons)*len(seeds), progress.Options{Description: method + " MEIs", Unit: "MEIs", Hidden: o.quiet})
 		var p *mei.Prior
 		run := ms
 		run.Files = map[string][]mei.FileHash{}

@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"egg/ascent"
 	"egg/checkpoint"
 	"egg/mei"
+	"egg/progress"
 )
 
 // meiOptions are the flags of `egg mei`.
@@ -145,10 +144,7 @@ func runMEI(ctx context.Context, g *globalOptions, o *meiOptions) error {
 		ga.Iterations, ga.LR, ga.BlurSigma, ga.Norm = o.iterations, o.lr, o.blur, norm
 		s.GA = &ga
 	}
-	bar := progressbar.NewOptions(len(neurons)*len(seeds),
-		progressbar.OptionSetDescription(o.method+" MEIs"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("MEIs"), progressbar.OptionSetVisibility(!o.quiet), progressbar.OptionSetWriter(os.Stderr),
-		progressbar.OptionThrottle(200*time.Millisecond))
+	bar := progress.New(os.Stderr, len(neurons)*len(seeds), progress.Options{Description: o.method + " MEIs", Unit: "MEIs", Hidden: o.quiet})
 	sum, err := mei.Run(ctx, dev, s, neurons, models, prior, o.out, bar)
 	bar.Finish()
 	if err != nil {

@@ -18,9 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"egg/adm"
@@ -33,6 +31,7 @@ import (
 	"egg/npy"
 	"egg/pool"
 	"egg/priortrain"
+	"egg/progress"
 	"egg/report"
 	"egg/stats"
 	"egg/tensor"
@@ -294,10 +293,7 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 		}
 		s := mei.Settings{Method: "egg", Seeds: seeds, BatchSize: o.batchSize, InputH: ih, InputW: iw, Norm: o.norm,
 			Scale: sc, GradNorm: o.gradNorm, Steps: sched.NumTimesteps, PriorName: o.prior.weights, ClipX0: clipX0}
-		bar := progressbar.NewOptions(len(neurons)*len(seeds),
-			progressbar.OptionSetDescription("EGG scale "+scaleName(sc)), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-			progressbar.OptionSetItsString("MEIs"), progressbar.OptionSetVisibility(!o.quiet), progressbar.OptionSetWriter(os.Stderr),
-			progressbar.OptionThrottle(200*time.Millisecond))
+		bar := progress.New(os.Stderr, len(neurons)*len(seeds), progress.Options{Description: "EGG scale " + scaleName(sc), Unit: "MEIs", Hidden: o.quiet})
 		scaleDir := filepath.Join(o.out, "scale_"+scaleName(sc))
 		rec := newX0Recorder(denoiser, sched, filepath.Join(scaleDir, "x0"), neurons, seeds, prior.Channels*prior.Size*prior.Size)
 		recPrior := *prior
@@ -919,10 +915,7 @@ func meniScoreNaturalness(ctx context.Context, dev *tensor.Device, o *meniOption
 		if !o.quiet {
 			fmt.Fprintf(os.Stderr, "scoring the naturalness of %d images (%d timesteps each)\n", len(todo), info.Steps)
 		}
-		bar := progressbar.NewOptions(len(todo)*info.Steps,
-			progressbar.OptionSetDescription("naturalness"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-			progressbar.OptionSetItsString("steps"), progressbar.OptionSetVisibility(!o.quiet), progressbar.OptionSetWriter(os.Stderr),
-			progressbar.OptionThrottle(200*time.Millisecond))
+		bar := progress.New(os.Stderr, len(todo)*info.Steps, progress.Options{Description: "naturalness", Unit: "steps", Hidden: o.quiet})
 		per := info.Channels * info.Size * info.Size
 		chunk := max(1, o.batchSize)
 		for start := 0; start < len(todo); start += chunk {

@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"egg/pool"
+	"egg/progress"
 )
 
 // poolOptions are the flags of `egg pool`.
@@ -101,16 +101,13 @@ func runPool(ctx context.Context, o *poolOptions) error {
 		stderr = os.Stderr
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
-	var bar *progressbar.ProgressBar
+	var bar *progress.Bar
 	progress := func(done, total int) {
 		if o.quiet {
 			return
 		}
 		if bar == nil {
-			bar = progressbar.NewOptions(total,
-				progressbar.OptionSetDescription("cutting"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-				progressbar.OptionSetItsString("images"), progressbar.OptionSetWriter(stderr), progressbar.OptionClearOnFinish(),
-				progressbar.OptionThrottle(200*time.Millisecond))
+			bar = progress.New(stderr, total, progress.Options{Description: "cutting", Unit: "images", Clear: true})
 		}
 		bar.Set(done)
 	}

@@ -9,9 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"egg/checkpoint"
@@ -21,6 +19,7 @@ import (
 	"egg/models"
 	"egg/npy"
 	"egg/pool"
+	"egg/progress"
 	"egg/recon"
 	"egg/tensor"
 )
@@ -209,10 +208,7 @@ func runReconstruct(ctx context.Context, g *globalOptions, o *reconstructOptions
 	s := recon.Settings{Source: source, Recorded: o.recorded, Scale: scale, Steps: sched.NumTimesteps, Norm: norm,
 		ClipLo: lo, ClipHi: hi, PriorName: o.prior.weights, Seed: o.seed, BatchSize: max(1, o.batchSize),
 		InputH: ih, InputW: iw, GD: gd}
-	bar := progressbar.NewOptions(len(targets.IDs),
-		progressbar.OptionSetDescription("reconstructions"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("targets"), progressbar.OptionSetVisibility(!o.quiet), progressbar.OptionSetWriter(os.Stderr),
-		progressbar.OptionThrottle(200*time.Millisecond))
+	bar := progress.New(os.Stderr, len(targets.IDs), progress.Options{Description: "reconstructions", Unit: "targets", Hidden: o.quiet})
 	sum, err := recon.Run(ctx, s, targets, models, prior, o.out, bar)
 	bar.Finish()
 	if !o.quiet {

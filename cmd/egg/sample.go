@@ -6,13 +6,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"egg/guidance"
 	"egg/imageio"
+	"egg/progress"
 )
 
 // sampleOptions are the flags of `egg sample`.
@@ -89,11 +88,7 @@ func runSample(ctx context.Context, g *globalOptions, o *sampleOptions) error {
 	cfg := unet.Config
 	c, size := cfg.InChannels, cfg.ImageSize
 	all := make([]float32, 0, o.n*c*size*size)
-	bar := progressbar.NewOptions(o.n*s.NumTimesteps,
-		progressbar.OptionSetDescription("sampling"),
-		progressbar.OptionShowIts(), progressbar.OptionSetItsString("steps"),
-		progressbar.OptionSetVisibility(!o.quiet), progressbar.OptionSetWriter(os.Stderr),
-		progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionShowCount())
+	bar := progress.New(os.Stderr, o.n*s.NumTimesteps, progress.Options{Description: "sampling", Unit: "steps", Hidden: o.quiet})
 	for start := 0; start < o.n; start += o.batchSize {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("interrupted after %d images (written to %s)", start, o.out)

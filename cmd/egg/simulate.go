@@ -11,12 +11,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"egg/dataset"
 	"egg/encoder"
 	"egg/pool"
+	"egg/progress"
 	"egg/simulate"
 	"egg/tensor"
 	"egg/train"
@@ -115,7 +115,7 @@ func runSimulate(ctx context.Context, g *globalOptions, o *simulateOptions) erro
 	if err != nil {
 		return err
 	}
-	var bar *progressbar.ProgressBar
+	var bar *progress.Bar
 	opts := o.record
 	opts.Seed = o.seed
 	opts.Progress = func(done, total int) {
@@ -123,10 +123,7 @@ func runSimulate(ctx context.Context, g *globalOptions, o *simulateOptions) erro
 			return
 		}
 		if bar == nil {
-			bar = progressbar.NewOptions(total,
-				progressbar.OptionSetDescription("recording"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-				progressbar.OptionSetItsString("images"), progressbar.OptionSetWriter(stderr), progressbar.OptionClearOnFinish(),
-				progressbar.OptionThrottle(200*time.Millisecond))
+			bar = progress.New(stderr, total, progress.Options{Description: "recording", Unit: "images", Clear: true})
 		}
 		bar.Set(done)
 	}

@@ -9,13 +9,12 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"egg/dataset"
 	"egg/encoder"
+	"egg/progress"
 	"egg/train"
 )
 
@@ -159,16 +158,15 @@ func runTrain(ctx context.Context, g *globalOptions, o *trainOptions) error {
 	if _, err := os.Stat(opts.Checkpoint); err == nil && !o.resume {
 		logf("starting over: the checkpoint %s will be overwritten (pass --resume to continue it instead)", opts.Checkpoint)
 	}
-	var bar *progressbar.ProgressBar
+	var bar *progress.Bar
 	opts.Progress = func(epoch, batch, batches int) {
 		switch {
 		case o.quiet:
 		case batch == 0:
-			bar = progressbar.NewOptions(batches,
-				progressbar.OptionSetDescription(fmt.Sprintf("epoch %d", epoch)),
-				progressbar.OptionShowIts(), progressbar.OptionSetItsString("steps"),
-				progressbar.OptionSetWriter(stderr), progressbar.OptionClearOnFinish(), progressbar.OptionSetRenderBlankState(true),
-				progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionShowCount())
+			// A bar within each epoch on a terminal; elsewhere the epochs' own log
+			// lines are the progress.
+			bar = progress.New(stderr, batches, progress.Options{Description: fmt.Sprintf("epoch %d", epoch), Unit: "steps", Clear: true,
+				Hidden: !progress.IsTerminal(stderr)})
 		case batch == batches:
 			bar.Finish()
 		default:

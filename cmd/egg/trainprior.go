@@ -9,11 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"egg/adm"
 	"egg/priortrain"
+	"egg/progress"
 )
 
 // unetFlags describe a UNet by guided-diffusion's flags, for priors of any size.
@@ -238,7 +238,7 @@ func runTrainPrior(ctx context.Context, g *globalOptions, o *trainPriorOptions) 
 	if stderr == nil {
 		stderr = os.Stderr
 	}
-	var bar *progressbar.ProgressBar
+	var bar *progress.Bar
 	logf := func(format string, a ...any) {
 		if bar != nil {
 			bar.Clear()
@@ -290,11 +290,7 @@ func runTrainPrior(ctx context.Context, g *globalOptions, o *trainPriorOptions) 
 				return // nothing to train
 			}
 			first = p.Step
-			bar = progressbar.NewOptions(p.Steps-p.Step,
-				progressbar.OptionSetDescription("training"),
-				progressbar.OptionShowIts(), progressbar.OptionSetItsString("steps"),
-				progressbar.OptionSetWriter(stderr), progressbar.OptionSetRenderBlankState(true),
-				progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true))
+			bar = progress.New(stderr, p.Steps-p.Step, progress.Options{Description: "training", Unit: "steps"})
 			return
 		}
 		// A moving average of the losses over about the last 50 steps (the plain mean
