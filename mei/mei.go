@@ -131,7 +131,7 @@ type Summary struct {
 }
 
 // Progress is told about each finished unit of work (a neuron and seed); a
-// progressbar.ProgressBar is one.
+// progress.Bar is one.
 type Progress interface {
 	Add(n int) error
 }

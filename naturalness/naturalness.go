@@ -69,7 +69,7 @@ type Denoiser interface {
 }
 
 // Progress is told about each finished (image, timestep) evaluation; a
-// progressbar.ProgressBar is one.
+// progress.Bar is one.
 type Progress interface {
 	Add(n int) error
 }
