@@ -127,7 +127,9 @@ if want step256; then
   for prec in tf32 fp16 bf16; do
     run "egg256-b8-$prec" 90 "$B/egg256" --device $dev --precision $prec "${big[@]}" --steps $steps --batch 8
   done
-  grep -h 'guided step\|peak' "$logs"/egg256-*.log | sed 's/^/    /' | tee -a "$summary"
+  for f in "$logs"/egg256-b*.log; do # the last step and the peak memory of each
+    echo "    $(basename "$f" .log): $(grep 'guided step' "$f" | tail -1 | sed 's/.*: //') per step, $(grep -o 'peak.*' "$f")"
+  done | tee -a "$summary"
 fi
 if want speed; then
   run bench-egg-tensor 60 "$B/tensor.test" -test.run '^$' -test.bench "ConvStack$b1" -test.benchtime $bt

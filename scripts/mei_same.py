@@ -19,7 +19,12 @@ def compare(a_dir, b_dir):
     rows = []
     for f in sorted(glob.glob(os.path.join(a_dir, "neuron_*.json"))):
         a = json.load(open(f))
-        b = json.load(open(os.path.join(b_dir, os.path.basename(f))))
+        g = os.path.join(b_dir, os.path.basename(f))
+        if not os.path.exists(g):
+            rows.append(f"{os.path.basename(f)} missing in {b_dir}")
+            seeds += 1
+            continue
+        b = json.load(open(g))
         seeds += a["seed"] != b["seed"]
         for role, v in sorted(a["activations"].items()):
             w = b["activations"][role]
