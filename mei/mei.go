@@ -102,6 +102,9 @@ type Settings struct {
 	ClipX0 bool `json:"clip_x0,omitempty"`
 	// GA
 	GA *ascent.Config `json:"ga,omitempty"`
+	// NoSummary leaves summary.json out: a shard of a run writes only its records,
+	// and Summarize makes the run's summary once every shard is done.
+	NoSummary bool `json:"-"`
 }
 
 // Record is what a run keeps for one neuron.
@@ -266,11 +269,34 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 		}
 	}
 	sum := summarise(s.Method, done)
-	b, _ := json.MarshalIndent(sum, "", "  ")
-	if err := imageio.WriteFileAtomic(filepath.Join(dir, "summary.json"), b); err != nil {
-		return sum, err
+	if s.NoSummary {
+		return sum, nil
 	}
-	return sum, nil
+	return sum, writeSummary(dir, sum)
+}
+
+func writeSummary(dir string, sum Summary) error {
+	b, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return fmt.Errorf("mei: summary: %w", err)
+	}
+	return imageio.WriteFileAtomic(filepath.Join(dir, "summary.json"), b)
+}
+
+// Summarize reads the records of neurons in dir (a run's <out>/<method> folder,
+// made by several shards) and writes the run's summary.json. A missing or damaged
+// record is an error.
+func Summarize(dir, method string, neurons []int) (Summary, error) {
+	var recs []Record
+	for _, n := range neurons {
+		r, err := readRecord(dir, n)
+		if err != nil {
+			return Summary{}, fmt.Errorf("mei: the record of neuron %d: %w", n, err)
+		}
+		recs = append(recs, r)
+	}
+	sum := summarise(method, recs)
+	return sum, writeSummary(dir, sum)
 }
 
 // fillBatch returns how many samples of perSample bytes fit in 80% of free

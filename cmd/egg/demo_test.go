@@ -376,7 +376,7 @@ func TestMEIDefaults(t *testing.T) {
 			o := &meiOptions{method: c.method, cross: c.cross, neurons: "3", seeds: "0", scale: 5, gradNorm: "sample",
 				iterations: 3, lr: 10, blur: 1, batchSize: 2, out: t.TempDir(), quiet: true,
 				prior: priorOptions{steps: "2", noiseSchedule: "linear", diffSteps: 1000}}
-			if err := runMEI(context.Background(), g, o); err != nil {
+			if err := runMEI(context.Background(), nil, g, o); err != nil {
 				t.Fatal(err)
 			}
 			b, err := os.ReadFile(filepath.Join(o.out, c.method, "neuron_00003.json"))
@@ -418,7 +418,7 @@ func TestMEIDefaults(t *testing.T) {
 	}
 	// Without defaults, an empty --train says how to get them.
 	o := &meiOptions{method: "ga", neurons: "0", seeds: "0", out: t.TempDir(), quiet: true}
-	if err := runMEI(context.Background(), missingGlobal(), o); err == nil || !strings.Contains(err.Error(), "no --train given") {
+	if err := runMEI(context.Background(), nil, missingGlobal(), o); err == nil || !strings.Contains(err.Error(), "no --train given") {
 		t.Errorf("error %v", err)
 	}
 }

@@ -12,10 +12,12 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"egg/backend"
+	"egg/jobs"
 	"egg/models"
 	"egg/tensor"
 )
@@ -31,7 +33,8 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(20)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// SIGTERM too: SLURM ends a cancelled, preempted or timed-out task with it.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRootCmd()
 	var err error
@@ -46,6 +49,10 @@ func main() {
 	var ue usageError
 	if errors.As(err, &ue) || isFlagError(err) {
 		os.Exit(2)
+	}
+	var tr jobs.Transient
+	if errors.As(err, &tr) {
+		os.Exit(jobs.ExitTransient)
 	}
 	os.Exit(1)
 }
@@ -75,7 +82,8 @@ pool of natural patches. The commands that make images use them for the models n
 given (see each command's help); "egg demo" runs the paper's EGG against
 gradient-ascent comparison on them.
 
-Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
+Exit status: 0 on success, 1 when the work failed, 2 on a usage error, 75 when a shard
+(--shard) was interrupted by a signal and may be run again.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -85,7 +93,7 @@ Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newSampleCmd(g), newMEICmd(g), newImportCmd(g), newCompareCmd(), newReportCmd())
 	root.AddCommand(newTrainCmd(g), newEvaluateCmd(g), newPoolCmd(g), newTrainPriorCmd(g), newSimulateCmd(g), newMENICmd(g), newReconstructCmd(g))
-	root.AddCommand(newDemoCmd(g))
+	root.AddCommand(newDemoCmd(g), newStatusCmd())
 	return root
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -28,6 +29,7 @@ type meiOptions struct {
 	out                         string
 	quiet                       bool
 	prior                       priorOptions
+	jobs                        jobOptions
 }
 
 func newMEICmd(g *globalOptions) *cobra.Command {
@@ -67,7 +69,7 @@ Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
   egg mei --method ga --train m1.safetensors,m2.safetensors --within m3.safetensors --neurons 0-9 --out run/
   egg mei --method egg --weights 256x256_diffusion_uncond.pt --preset 256x256_diffusion_uncond --train m1.safetensors --neurons 7 --scale 5`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runMEI(cmd.Context(), g, o) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runMEI(cmd.Context(), cmd, g, o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.method, "method", "egg", "egg (energy-guided diffusion) or ga (gradient ascent)")
@@ -87,12 +89,32 @@ Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
 	f.StringVar(&o.out, "out", "meis", "output folder")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 	o.prior.addFlags(f, "100")
+	o.jobs.addFlags(f, "neurons")
 	return cmd
 }
 
-func runMEI(ctx context.Context, g *globalOptions, o *meiOptions) error {
+// meiRecord is the record file of a neuron in a run folder (mei's naming).
+const meiRecord = "neuron_%05d.json"
+
+func runMEI(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *meiOptions) error {
 	if o.method != "egg" && o.method != "ga" {
 		return usagef("--method %q: want egg or ga", o.method)
+	}
+	shard, err := o.jobs.parse()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(o.out, o.method)
+	merge := func(all []int) error {
+		sum, err := mei.Summarize(dir, o.method, all)
+		if err != nil {
+			return err
+		}
+		printMEISummary(sum)
+		return nil
+	}
+	if o.jobs.executor == "slurm" {
+		return submitSlurm(ctx, cmd, &o.jobs, dir, "mei", meiRecord, merge)
 	}
 	seeds, err := parseSeeds(o.seeds)
 	if err != nil {
@@ -121,6 +143,7 @@ func runMEI(ctx context.Context, g *globalOptions, o *meiOptions) error {
 	if err != nil {
 		return err
 	}
+	neurons = shard.Of(neurons)
 	shape := inputShape(train)
 	norm, err := resolveNorm(o.norm, paperNormMEI, shape[1], shape[2], logf)
 	if err != nil {
@@ -144,13 +167,30 @@ func runMEI(ctx context.Context, g *globalOptions, o *meiOptions) error {
 		ga.Iterations, ga.LR, ga.BlurSigma, ga.Norm = o.iterations, o.lr, o.blur, norm
 		s.GA = &ga
 	}
-	bar := progress.New(os.Stderr, len(neurons)*len(seeds), progress.Options{Description: o.method + " MEIs", Unit: "MEIs", Hidden: o.quiet})
-	sum, err := mei.Run(ctx, dev, s, neurons, models, prior, o.out, bar)
-	bar.Finish()
+	desc := o.method + " MEIs"
+	if !shard.IsWhole() {
+		desc += ", shard " + shard.String()
+	}
+	s.NoSummary = !shard.IsWhole()
+	bar := progress.New(os.Stderr, len(neurons)*len(seeds), progress.Options{Description: desc, Unit: "MEIs", Hidden: o.quiet})
+	var sum mei.Summary
+	err = runShard(ctx, dir, "mei", shard, neurons, meiRecord, func() error {
+		var err error
+		sum, err = mei.Run(ctx, dev, s, neurons, models, prior, o.out, bar)
+		bar.Finish()
+		return err
+	}, merge)
 	if err != nil {
 		return err
 	}
+	if shard.IsWhole() {
+		printMEISummary(sum)
+	}
+	return nil
+}
+
+// printMEISummary writes a run's summary as one JSON line on standard error.
+func printMEISummary(sum mei.Summary) {
 	b, _ := json.Marshal(map[string]any{"method": sum.Method, "neurons": sum.Neurons, "median": sum.Median, "seconds_per_mei": sum.SecondsPerMEI})
 	fmt.Fprintf(os.Stderr, "\n%s\n", b)
-	return nil
 }
