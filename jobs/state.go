@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"egg/imageio"
@@ -19,6 +20,7 @@ const (
 	Done        = "done"
 	Failed      = "failed"
 	Interrupted = "interrupted" // stopped by a signal (cancelled, preempted, out of time)
+	Lost        = "lost"        // its file says running, but its process on this host is gone (killed)
 	Missing     = "missing"     // no state file: never started
 )
 
@@ -226,6 +228,9 @@ func Status(dir string, shards int, record string) (RunStatus, error) {
 		st, err := readState(statePath(dir, s))
 		if err == nil {
 			ss.State, ss.Info, ss.Items = st.State, st, len(st.Items)
+			if st.State == Running && !alive(st.Host, st.PID) {
+				ss.State = Lost
+			}
 			for _, it := range st.Items {
 				if record == "" {
 					continue
@@ -242,6 +247,20 @@ func Status(dir string, shards int, record string) (RunStatus, error) {
 		rs.Shards = append(rs.Shards, ss)
 	}
 	return rs, nil
+}
+
+// alive reports whether process pid may be running: false only when host is this
+// machine and no such process exists.
+func alive(host string, pid int) bool {
+	if h, _ := os.Hostname(); host != h || pid <= 0 {
+		return true
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	err = p.Signal(syscall.Signal(0))
+	return err == nil || errors.Is(err, os.ErrPermission)
 }
 
 // Ranges writes sorted indices as SLURM's array syntax, e.g. "0,2-4".

@@ -18,7 +18,8 @@ func newStatusCmd() *cobra.Command {
 		Short: "Say what of a sharded run is done, running, failed and missing",
 		Long: `status reads a run's folder (the --out of a command run with --shard or
 --executor slurm, or its <method> folder) and prints, per shard, its state (done,
-running, failed, interrupted, or missing: never started), how many of its items
+running, failed, interrupted, lost: its process on this machine is gone, or
+missing: never started), how many of its items
 have a record, its host, SLURM task and error, and the run's totals. The folder is
 the source of truth: nothing else is asked.
 
@@ -115,7 +116,7 @@ func printStatus(w io.Writer, rs jobs.RunStatus) {
 		fmt.Fprintln(w, line)
 	}
 	var parts []string
-	for _, st := range []string{jobs.Done, jobs.Running, jobs.Failed, jobs.Interrupted, "incomplete", jobs.Missing} {
+	for _, st := range []string{jobs.Done, jobs.Running, jobs.Failed, jobs.Interrupted, jobs.Lost, "incomplete", jobs.Missing} {
 		if count[st] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", count[st], st))
 		}
