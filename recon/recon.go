@@ -252,6 +252,9 @@ type Settings struct {
 	InputH    int      `json:"input_h"`
 	InputW    int      `json:"input_w"`
 	GD        GDConfig `json:"gd"`
+	// NoSummary leaves summary.json out: a shard of a run writes only its records,
+	// and SummarizeDir makes the run's summary once every shard is done.
+	NoSummary bool `json:"-"`
 }
 
 // Record is what a run keeps for one target.
@@ -443,11 +446,39 @@ func Run(ctx context.Context, s Settings, t Targets, models Models, prior *Prior
 		}
 	}
 	sum := Summarise(s, done)
-	b, _ := json.MarshalIndent(sum, "", "  ")
-	if err := imageio.WriteFileAtomic(filepath.Join(out, "summary.json"), b); err != nil {
-		return sum, err
+	if s.NoSummary {
+		return sum, nil
 	}
-	return sum, nil
+	return sum, writeSummary(out, sum)
+}
+
+func writeSummary(out string, sum Summary) error {
+	b, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return fmt.Errorf("recon: summary: %w", err)
+	}
+	return imageio.WriteFileAtomic(filepath.Join(out, "summary.json"), b)
+}
+
+// RecordName is the record file of target id in a run folder, as a fmt pattern.
+const RecordName = "target_%05d.json"
+
+// SummarizeDir reads the records of targets ids in out (a run made by several
+// shards) and writes the run's summary.json, with the settings of the first.
+func SummarizeDir(out string, ids []int) (Summary, error) {
+	var recs []Record
+	for _, id := range ids {
+		r, err := ReadRecord(out, id)
+		if err != nil {
+			return Summary{}, fmt.Errorf("recon: the record of target %d: %w", id, err)
+		}
+		recs = append(recs, r)
+	}
+	if len(recs) == 0 {
+		return Summary{}, errors.New("recon: no records to summarize")
+	}
+	sum := Summarise(recs[0].Settings, recs)
+	return sum, writeSummary(out, sum)
 }
 
 func symRange(v []float32) imageio.Range {

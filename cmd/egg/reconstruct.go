@@ -43,6 +43,8 @@ type reconstructOptions struct {
 	quiet                bool
 	prior                priorOptions
 	stdout               io.Writer
+	jobs                 jobOptions
+	cmd                  *cobra.Command // for --executor slurm: the task's command line
 }
 
 func newReconstructCmd(g *globalOptions) *cobra.Command {
@@ -86,7 +88,7 @@ Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
   egg reconstruct --train m1.safetensors --within m2.safetensors --cross r1.safetensors \
       --data data.npz --tier test --images 0-7 --weights prior.safetensors --out recon/`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runReconstruct(cmd.Context(), g, o) },
+		RunE: func(cmd *cobra.Command, _ []string) error { o.cmd = cmd; return runReconstruct(cmd.Context(), g, o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.train, "train", "", "model file(s) whose responses are matched (comma-separated: an ensemble; default: the built-in twins)")
@@ -108,6 +110,7 @@ Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
 	f.StringVar(&o.out, "out", "reconstruct", "output folder")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 	o.prior.addFlags(f, "1000")
+	o.jobs.addFlags(f, "targets")
 	return cmd
 }
 
@@ -147,6 +150,21 @@ func runReconstruct(ctx context.Context, g *globalOptions, o *reconstructOptions
 	}
 	if o.scale < 0 {
 		return usagef("--scale %v: want a positive scale", o.scale)
+	}
+	shard, err := o.jobs.parse()
+	if err != nil {
+		return err
+	}
+	merge := func(all []int) error {
+		sum, err := recon.SummarizeDir(o.out, all)
+		if err != nil {
+			return err
+		}
+		printReconTable(stdout, sum)
+		return nil
+	}
+	if o.jobs.executor == "slurm" {
+		return submitSlurm(ctx, o.cmd, &o.jobs, o.out, "reconstruct", recon.RecordName, merge)
 	}
 	lo, hi, err := parseClip(o.clip)
 	if err != nil {
@@ -208,16 +226,40 @@ func runReconstruct(ctx context.Context, g *globalOptions, o *reconstructOptions
 	s := recon.Settings{Source: source, Recorded: o.recorded, Scale: scale, Steps: sched.NumTimesteps, Norm: norm,
 		ClipLo: lo, ClipHi: hi, PriorName: o.prior.weights, Seed: o.seed, BatchSize: max(1, o.batchSize),
 		InputH: ih, InputW: iw, GD: gd}
-	bar := progress.New(os.Stderr, len(targets.IDs), progress.Options{Description: "reconstructions", Unit: "targets", Hidden: o.quiet})
-	sum, err := recon.Run(ctx, s, targets, models, prior, o.out, bar)
-	bar.Finish()
-	if !o.quiet {
-		fmt.Fprintln(os.Stderr)
+	if !shard.IsWhole() {
+		// The shard's block of the targets.
+		pos := make([]int, len(targets.IDs))
+		for i := range pos {
+			pos[i] = i
+		}
+		b := shard.Of(pos)
+		lo, hi := 0, 0
+		if len(b) > 0 {
+			lo, hi = b[0], b[len(b)-1]+1
+		}
+		targets.IDs = targets.IDs[lo:hi]
+		targets.Images = tensor.Slice(targets.Images, 0, lo, hi, 1)
+		targets.Responses = tensor.Slice(targets.Responses, 0, lo, hi, 1)
+		s.NoSummary = true
 	}
+	desc := "reconstructions"
+	if !shard.IsWhole() {
+		desc += ", shard " + shard.String()
+	}
+	bar := progress.New(os.Stderr, len(targets.IDs), progress.Options{Description: desc, Unit: "targets", Hidden: o.quiet})
+	var sum recon.Summary
+	err = runShard(ctx, o.out, "reconstruct", shard, targets.IDs, recon.RecordName, func() error {
+		var err error
+		sum, err = recon.Run(ctx, s, targets, models, prior, o.out, bar)
+		bar.Finish()
+		return err
+	}, merge)
 	if err != nil {
 		return err
 	}
-	printReconTable(stdout, sum)
+	if shard.IsWhole() {
+		printReconTable(stdout, sum)
+	}
 	return nil
 }
 
