@@ -25,9 +25,17 @@ type priorOptions struct {
 	sigma         string
 	predictX0     bool
 	clipX0        string // "auto", "on" or "off" ("" is auto)
+	// flags is the flag set addFlags filled (nil when the options are made in
+	// code): it says which flags were given, so that a prior file's process fills
+	// only the ones that were not.
+	flags *pflag.FlagSet
 }
 
+// given reports whether the flag name was on the command line.
+func (o *priorOptions) given(name string) bool { return o.flags != nil && o.flags.Changed(name) }
+
 func (o *priorOptions) addFlags(f *pflag.FlagSet, defaultSteps string) {
+	o.flags = f
 	f.StringVar(&o.weights, "weights", "", "diffusion checkpoint (.safetensors or PyTorch .pt state_dict; default: egg's built-in prior)")
 	f.StringVar(&o.preset, "preset", "", "UNet flags of a released guided-diffusion checkpoint: "+fmt.Sprint(adm.PresetNames()))
 	f.StringVar(&o.configFile, "config", "", "JSON file of guided-diffusion UNetModel keyword arguments (instead of --preset)")
@@ -191,20 +199,22 @@ func (o *priorOptions) load(dev *tensor.Device, eggClamp bool) (*adm.UNet, *diff
 	return unet, s, err
 }
 
-// applyFileProcess gives the flags still at their defaults (--noise-schedule,
-// --diffusion-steps, --predict-xstart) the values of the process a prior file records
-// (egg.diffusion); md may be nil.
+// applyFileProcess gives the flags not given (--noise-schedule, --diffusion-steps,
+// --predict-xstart) the values of the process a prior file records (egg.diffusion);
+// md may be nil. A flag given wins, also when it names the default value.
 func (o *priorOptions) applyFileProcess(md *priortrain.Diffusion) {
 	if md == nil {
 		return
 	}
-	if o.noiseSchedule == "linear" && md.NoiseSchedule != "" {
+	if !o.given("noise-schedule") && md.NoiseSchedule != "" {
 		o.noiseSchedule = md.NoiseSchedule
 	}
-	if o.diffSteps == 1000 && md.Steps != 0 {
+	if !o.given("diffusion-steps") && md.Steps != 0 {
 		o.diffSteps = md.Steps
 	}
-	o.predictX0 = o.predictX0 || md.PredictXStart
+	if !o.given("predict-xstart") {
+		o.predictX0 = o.predictX0 || md.PredictXStart
+	}
 }
 
 func (o *priorOptions) schedule(cfg adm.Config, eggClamp bool) (*diffusion.Schedule, error) {

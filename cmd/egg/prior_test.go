@@ -2,9 +2,12 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/spf13/pflag"
 
 	"egg/diffusion"
 	"egg/tensor"
@@ -126,6 +129,41 @@ func TestLoadDenoiserClip(t *testing.T) {
 			}
 			if _, ok := d.(*clippedDenoiser); ok != c.want {
 				t.Errorf("clipped %v, want %v", ok, c.want)
+			}
+		})
+	}
+}
+
+// TestGivenFlagsBeatThePriorFile: the built-in prior records the cosine schedule;
+// without --noise-schedule the file's schedule is used, and an explicit
+// --noise-schedule linear (the flag's default value) wins over it.
+func TestGivenFlagsBeatThePriorFile(t *testing.T) {
+	_, set := builtinGlobal(t)
+	for _, c := range []struct {
+		args       []string
+		wantCosine bool
+	}{
+		{nil, true},
+		{[]string{"--noise-schedule", "linear"}, false},
+		{[]string{"--noise-schedule=cosine"}, true},
+	} {
+		t.Run(fmt.Sprint(c.args), func(t *testing.T) {
+			var o priorOptions
+			f := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			o.addFlags(f, "5")
+			if err := f.Parse(append([]string{"--weights", set.Prior}, c.args...)); err != nil {
+				t.Fatal(err)
+			}
+			_, s, err := o.load(tensor.CPU(1), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lin, _ := diffusion.NamedBetaSchedule("linear", s.OriginalNumSteps)
+			cos, _ := diffusion.NamedBetaSchedule("cosine", s.OriginalNumSteps)
+			// The first respaced beta is the original first beta.
+			isCos := math.Abs(s.Betas[0]-cos[0]) < math.Abs(s.Betas[0]-lin[0])
+			if isCos != c.wantCosine {
+				t.Errorf("first beta %g (linear %g, cosine %g): cosine %v, want %v", s.Betas[0], lin[0], cos[0], isCos, c.wantCosine)
 			}
 		})
 	}
