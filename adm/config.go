@@ -62,6 +62,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("adm: channel_mult is empty")
 	case c.NumHeadChannels == -1 && c.NumHeads <= 0:
 		return fmt.Errorf("adm: set num_heads or num_head_channels")
+	case c.NumHeadChannels == 0 || c.NumHeadChannels < -1:
+		return fmt.Errorf("adm: num_head_channels %d: want -1 (use num_heads) or a positive channel count per head", c.NumHeadChannels)
 	}
 	for _, m := range c.ChannelMult {
 		if ch := m * c.ModelChannels; ch%32 != 0 {

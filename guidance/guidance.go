@@ -97,9 +97,21 @@ type Result struct {
 	X0     *tensor.Tensor // the x0 prediction of the last step (what the MEI scripts keep)
 }
 
+// NonFiniteEnergyError says that the energy of a sample turned NaN or infinite
+// (usually an energy scale too large for the model, or a model that outputs NaN).
+type NonFiniteEnergyError struct {
+	Sample, Step int
+	Value        float32
+}
+
+func (e *NonFiniteEnergyError) Error() string {
+	return fmt.Sprintf("guidance: the energy of sample %d is %v at step %d", e.Sample, e.Value, e.Step)
+}
+
 // GuidedStep runs step i of EGG from x_t with the given noise (nil at i = 0) and
-// returns the step's record. Neither xt nor the results carry history.
-func GuidedStep(model Denoiser, s *diffusion.Schedule, xt *tensor.Tensor, i int, noise *tensor.Tensor, energy Energy, opts Options) Step {
+// returns the step's record. Neither xt nor the results carry history. A NaN or
+// infinite energy is a *NonFiniteEnergyError.
+func GuidedStep(model Denoiser, s *diffusion.Schedule, xt *tensor.Tensor, i int, noise *tensor.Tensor, energy Energy, opts Options) (Step, error) {
 	x := xt.Detach().SetRequiresGrad(true)
 	n := x.Dim(0)
 	ts := make([]float32, n)
@@ -115,7 +127,7 @@ func GuidedStep(model Denoiser, s *diffusion.Schedule, xt *tensor.Tensor, i int,
 	energies := e.Values()
 	for k, v := range energies {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			panic(fmt.Sprintf("guidance: the energy of sample %d is %v at step %d", k, v, i))
+			return Step{}, &NonFiniteEnergyError{Sample: k, Step: i, Value: v}
 		}
 	}
 	g := tensor.Grad(tensor.Sum(e, false), nil, x)[0]
@@ -125,7 +137,7 @@ func GuidedStep(model Denoiser, s *diffusion.Schedule, xt *tensor.Tensor, i int,
 	}
 	xp := xprime.Detach()
 	next := tensor.Sub(xp, tensor.Scale(update, float32(opts.Scale)))
-	return Step{Index: i, Xt: xt, X0: x0.Detach(), XPrime: xp, Sample: next, Energy: energies}
+	return Step{Index: i, Xt: xt, X0: x0.Detach(), XPrime: xp, Sample: next, Energy: energies}, nil
 }
 
 // normalise divides g by its L2 norm (+1e-6) per sample or over the whole batch.
@@ -165,9 +177,9 @@ func Noise(dev *tensor.Device, rngs []*rand.Rand, shape ...int) *tensor.Tensor {
 
 // Sample runs EGG from x_T over every respaced step of s. The noise of the stochastic
 // steps of sample k is drawn from rngs[k], in step order, so a sample's trajectory
-// does not depend on its batch. It panics if the energy turns NaN or infinite (the
-// step and sample are named).
-func Sample(model Denoiser, s *diffusion.Schedule, xT *tensor.Tensor, energy Energy, rngs []*rand.Rand, opts Options) Result {
+// does not depend on its batch. It stops with a *NonFiniteEnergyError if the energy
+// turns NaN or infinite (the step and sample are named).
+func Sample(model Denoiser, s *diffusion.Schedule, xT *tensor.Tensor, energy Energy, rngs []*rand.Rand, opts Options) (Result, error) {
 	x := xT
 	var last Step
 	for i := s.NumTimesteps - 1; i >= 0; i-- {
@@ -175,13 +187,16 @@ func Sample(model Denoiser, s *diffusion.Schedule, xT *tensor.Tensor, energy Ene
 		if i > 0 {
 			noise = Noise(x.Device(), rngs, x.Shape()...)
 		}
-		last = GuidedStep(model, s, x, i, noise, energy, opts)
+		var err error
+		if last, err = GuidedStep(model, s, x, i, noise, energy, opts); err != nil {
+			return Result{}, err
+		}
 		if opts.Callback != nil {
 			opts.Callback(last)
 		}
 		x = last.Sample
 	}
-	return Result{Sample: last.Sample, X0: last.X0}
+	return Result{Sample: last.Sample, X0: last.X0}, nil
 }
 
 // Unguided runs plain ancestral DDPM sampling (or DDIM with eta when ddim is set)

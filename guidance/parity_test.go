@@ -119,7 +119,10 @@ func checkSampler(t *testing.T, c refvec.Case) {
 				if i > 0 {
 					z = tensor.FromSlice(testDev, noise[k*size:(k+1)*size], shape...)
 				}
-				st := GuidedStep(unet, s, tensor.FromSlice(testDev, xt, shape...), i, z, energy, opts)
+				st, err := GuidedStep(unet, s, tensor.FromSlice(testDev, xt, shape...), i, z, energy, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
 				sl := func(a []float32) []float32 { return a[k*size : (k+1)*size] }
 				for _, cmp := range []struct {
 					what      string

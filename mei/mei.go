@@ -399,24 +399,16 @@ func runEGG(dev *tensor.Device, s Settings, p *Prior, tr energy.Transform, train
 	e := energy.Activation{Model: train, Transform: tr, Neurons: ns}
 	xT := guidance.Noise(dev, rngs, len(ns), p.Channels, p.Size, p.Size)
 	trace := make([][]float32, len(ns))
-	var panicErr error
-	res := func() (r guidance.Result) {
-		defer func() {
-			if v := recover(); v != nil {
-				panicErr = fmt.Errorf("mei: %v; try a smaller --scale", v)
+	res, err := guidance.Sample(p.Denoiser, p.Schedule, xT, e, rngs, guidance.Options{
+		Scale: s.Scale, Norm: norm,
+		Callback: func(st guidance.Step) {
+			for k, v := range st.Energy {
+				trace[k] = append(trace[k], v)
 			}
-		}()
-		return guidance.Sample(p.Denoiser, p.Schedule, xT, e, rngs, guidance.Options{
-			Scale: s.Scale, Norm: norm,
-			Callback: func(st guidance.Step) {
-				for k, v := range st.Energy {
-					trace[k] = append(trace[k], v)
-				}
-			},
-		})
-	}()
-	if panicErr != nil {
-		return nil, nil, panicErr
+		},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("mei: %w; try a smaller --scale", err)
 	}
 	return tr.Apply(res.X0).Detach(), trace, nil
 }
