@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"egg/ascent"
-	"egg/checkpoint"
 	"egg/mei"
 	"egg/progress"
 )
@@ -159,8 +158,8 @@ func runMEI(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *meiOpt
 		prior = &mei.Prior{Denoiser: denoiser, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
 		s.Scale, s.GradNorm, s.Steps, s.PriorName = o.scale, o.gradNorm, sched.NumTimesteps, o.prior.weights
 		_, s.ClipX0 = denoiser.(*clippedDenoiser)
-		if h, err := checkpoint.FileSHA256(o.prior.weights); err == nil {
-			models.Files["prior"] = []mei.FileHash{{Path: o.prior.weights, SHA256: h}}
+		if models.Files["prior"], err = o.prior.hash(); err != nil {
+			return err
 		}
 	} else {
 		ga := ascent.Default()

@@ -252,8 +252,8 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 	}
 	_, clipX0 := denoiser.(*clippedDenoiser)
 	prior := &mei.Prior{Denoiser: denoiser, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
-	if h, err := checkpoint.FileSHA256(o.prior.weights); err == nil {
-		models.Files["prior"] = []mei.FileHash{{Path: o.prior.weights, SHA256: h}}
+	if models.Files["prior"], err = o.prior.hash(); err != nil {
+		return err
 	}
 	var est *naturalness.Estimator
 	var natInfo *meniNaturalness

@@ -9,6 +9,7 @@ import (
 	"egg/checkpoint"
 	"egg/diffusion"
 	"egg/guidance"
+	"egg/mei"
 	"egg/nn"
 	"egg/priortrain"
 	"egg/tensor"
@@ -29,6 +30,16 @@ type priorOptions struct {
 	// code): it says which flags were given, so that a prior file's process fills
 	// only the ones that were not.
 	flags *pflag.FlagSet
+}
+
+// hash returns the provenance entry of the prior's weights file: its path and
+// SHA-256 (an unreadable file is an error: a record must not lose its prior).
+func (o *priorOptions) hash() ([]mei.FileHash, error) {
+	h, err := checkpoint.FileSHA256(o.weights)
+	if err != nil {
+		return nil, fmt.Errorf("hashing the prior %s: %w", o.weights, err)
+	}
+	return []mei.FileHash{{Path: o.weights, SHA256: h}}, nil
 }
 
 // given reports whether the flag name was on the command line.

@@ -12,10 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"egg/checkpoint"
 	"egg/dataset"
 	"egg/encoder"
-	"egg/mei"
 	"egg/models"
 	"egg/npy"
 	"egg/pool"
@@ -218,8 +216,8 @@ func runReconstruct(ctx context.Context, g *globalOptions, o *reconstructOptions
 		return err
 	}
 	prior := &recon.Prior{Denoiser: denoiser, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
-	if h, err := checkpoint.FileSHA256(o.prior.weights); err == nil {
-		models.Files["prior"] = []mei.FileHash{{Path: o.prior.weights, SHA256: h}}
+	if models.Files["prior"], err = o.prior.hash(); err != nil {
+		return err
 	}
 	gd := recon.DefaultGD()
 	gd.MaxSteps, gd.LR, gd.BlurSigma, gd.Norm = o.gdSteps, o.gdLR, o.gdBlur, norm
