@@ -120,6 +120,9 @@ type Record struct {
 	Models      map[string][]FileHash `json:"models"`
 	Image       string                `json:"image"`
 	Input       string                `json:"input"`
+	// PriorImage (EGG) is the kept seed's last x0 prediction in the prior's space,
+	// [C, S, S] float32 .npy: the image the model input was made from.
+	PriorImage string `json:"prior_image,omitempty"`
 	Finished    time.Time             `json:"finished"`
 }
 
@@ -215,7 +218,7 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 			m, _ := dev.Memory()
 			live0 = m.Live
 		}
-		var inputs *tensor.Tensor
+		var inputs, x0 *tensor.Tensor // x0: EGG's last x0 predictions, in the prior's space
 		var trace [][]float32
 		switch s.Method {
 		case "egg":
@@ -223,7 +226,7 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 				return Summary{}, errors.New("mei: method egg needs a diffusion prior")
 			}
 			var err error
-			inputs, trace, err = runEGG(dev, s, prior, tr, models.Train, ns, rngs)
+			inputs, x0, trace, err = runEGG(dev, s, prior, tr, models.Train, ns, rngs)
 			if err != nil {
 				return Summary{}, err
 			}
@@ -248,10 +251,18 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 		train := respond(models.Train, inputs, ns)
 		per := s.InputH * s.InputW
 		in := inputs.Values()
+		var x0v []float32
+		x0per := 0
+		if x0 != nil {
+			x0v, x0per = x0.Values(), x0.Len()/x0.Dim(0)
+		}
 		for k, it := range batch {
 			r := result{input: in[k*per : (k+1)*per : (k+1)*per], train: train[k], seconds: secs}
 			if trace != nil {
 				r.energy = trace[k]
+			}
+			if x0v != nil {
+				r.x0, r.x0Shape = x0v[k*x0per:(k+1)*x0per:(k+1)*x0per], x0.Shape()[1:]
 			}
 			results[it.neuron][it.seed] = r
 			remaining[it.neuron]--
@@ -352,6 +363,16 @@ func finish(dev *tensor.Device, dir string, s Settings, neuron int, rs map[uint6
 	if err := imageio.WriteFileAtomic(filepath.Join(dir, rec.Input), arr); err != nil {
 		return rec, err
 	}
+	if b.x0 != nil {
+		rec.PriorImage = base + "_x0.npy"
+		arr, err := npy.EncodeBytes(npy.Float32s(b.x0, b.x0Shape...))
+		if err != nil {
+			return rec, err
+		}
+		if err := imageio.WriteFileAtomic(filepath.Join(dir, rec.PriorImage), arr); err != nil {
+			return rec, err
+		}
+	}
 	rec.Finished = time.Now().UTC()
 	j, _ := json.MarshalIndent(rec, "", "  ")
 	return rec, imageio.WriteFileAtomic(filepath.Join(dir, base+".json"), j)
@@ -363,6 +384,8 @@ type result struct {
 	train   float32   // the driving model's response to it
 	seconds float64   // compute time
 	energy  []float32 // EGG: the energy at every step
+	x0      []float32 // EGG: the last x0 prediction, in the prior's space
+	x0Shape []int     // its [C, S, S]
 }
 
 // inputRange maps a model input symmetrically around 0 to gray levels, so that 0 is
@@ -388,17 +411,19 @@ func respond(m Model, x *tensor.Tensor, ns []int) []float32 {
 	return out
 }
 
-func runEGG(dev *tensor.Device, s Settings, p *Prior, tr energy.Transform, train Model, ns []int, rngs []*rand.Rand) (*tensor.Tensor, [][]float32, error) {
+// runEGG returns the model inputs, the last x0 predictions (in the prior's space)
+// and each sample's energies by step.
+func runEGG(dev *tensor.Device, s Settings, p *Prior, tr energy.Transform, train Model, ns []int, rngs []*rand.Rand) (inputs, x0 *tensor.Tensor, trace [][]float32, err error) {
 	norm, err := guidance.ParseNorm(s.GradNorm)
 	if s.GradNorm == "" {
 		norm, err = guidance.PerSample, nil
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	e := energy.Activation{Model: train, Transform: tr, Neurons: ns}
 	xT := guidance.Noise(dev, rngs, len(ns), p.Channels, p.Size, p.Size)
-	trace := make([][]float32, len(ns))
+	trace = make([][]float32, len(ns))
 	res, err := guidance.Sample(p.Denoiser, p.Schedule, xT, e, rngs, guidance.Options{
 		Scale: s.Scale, Norm: norm,
 		Callback: func(st guidance.Step) {
@@ -408,9 +433,9 @@ func runEGG(dev *tensor.Device, s Settings, p *Prior, tr energy.Transform, train
 		},
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("mei: %w; try a smaller --scale", err)
+		return nil, nil, nil, fmt.Errorf("mei: %w; try a smaller --scale", err)
 	}
-	return tr.Apply(res.X0).Detach(), trace, nil
+	return tr.Apply(res.X0).Detach(), res.X0.Detach(), trace, nil
 }
 
 func runGA(dev *tensor.Device, s Settings, train Model, ns []int, rngs []*rand.Rand) (*tensor.Tensor, error) {

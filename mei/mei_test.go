@@ -13,6 +13,8 @@ import (
 	"egg/ascent"
 	"egg/diffusion"
 	"egg/encoder"
+	"egg/energy"
+	"egg/npy"
 	"egg/tensor"
 )
 
@@ -112,6 +114,12 @@ func TestRunRecordsAndResume(t *testing.T) {
 				}
 				if method == "egg" && len(r.Energy) != 4 {
 					t.Fatalf("energy trace of %d steps", len(r.Energy))
+				}
+				if method == "egg" {
+					// The prior-space image is the one the model input was made of.
+					checkPriorImage(t, filepath.Join(out, method), r, prior, energy.Transform{Height: 20, Width: 20, Norm: 5})
+				} else if r.PriorImage != "" {
+					t.Errorf("GA record with a prior image %q", r.PriorImage)
 				}
 			}
 			// A second run resumes: nothing is recomputed.
@@ -226,6 +234,31 @@ func TestAutoBatchOnDevice(t *testing.T) {
 		x, y := a.Records[i].Activations["train"], b.Records[i].Activations["train"]
 		if d := x - y; d > 1e-3*max(1, x) || d < -1e-3*max(1, x) {
 			t.Errorf("neuron %d: CPU %v, device %v", i, x, y)
+		}
+	}
+}
+
+// checkPriorImage checks that r's prior-space image is [C, S, S] and that the
+// transform makes r's model input of it.
+func checkPriorImage(t *testing.T, dir string, r Record, p *Prior, tr energy.Transform) {
+	t.Helper()
+	a, err := npy.ReadFile(filepath.Join(dir, r.PriorImage))
+	if err != nil {
+		t.Fatalf("neuron %d: %v", r.Neuron, err)
+	}
+	if want := []int{p.Channels, p.Size, p.Size}; !reflect.DeepEqual(a.Shape, want) {
+		t.Fatalf("neuron %d: prior image of shape %v, want %v", r.Neuron, a.Shape, want)
+	}
+	x0, _ := a.Float32()
+	in, err := npy.ReadFile(filepath.Join(dir, r.Input))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := in.Float32()
+	got := tr.Apply(tensor.FromSlice(dev, x0, 1, p.Channels, p.Size, p.Size)).Values()
+	for i := range want {
+		if d := got[i] - want[i]; d > 1e-5 || d < -1e-5 {
+			t.Fatalf("neuron %d: the prior image's model input differs at %d: %v, want %v", r.Neuron, i, got[i], want[i])
 		}
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,7 +23,6 @@ import (
 	"egg/adm"
 	"egg/checkpoint"
 	"egg/diffusion"
-	"egg/energy"
 	"egg/imageio"
 	"egg/mei"
 	"egg/naturalness"
@@ -283,10 +281,9 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 		return err
 	}
 
-	// 2. EGG at each scale, keeping each image in the prior's space as well.
+	// 2. EGG at each scale (mei keeps each image in the prior's space as well).
 	runs := map[string]map[int]mei.Record{}
 	x0s := map[string]map[int][]float32{}
-	tr := energy.Transform{Height: ih, Width: iw, Norm: o.norm}
 	for _, sc := range scales {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("interrupted; finished work is in %s, run again to resume", o.out)
@@ -295,10 +292,7 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 			Scale: sc, GradNorm: o.gradNorm, Steps: sched.NumTimesteps, PriorName: o.prior.weights, ClipX0: clipX0}
 		bar := progress.New(os.Stderr, len(neurons)*len(seeds), progress.Options{Description: "EGG scale " + scaleName(sc), Unit: "MEIs", Hidden: o.quiet})
 		scaleDir := filepath.Join(o.out, "scale_"+scaleName(sc))
-		rec := newX0Recorder(denoiser, sched, filepath.Join(scaleDir, "x0"), neurons, seeds, prior.Channels*prior.Size*prior.Size)
-		recPrior := *prior
-		recPrior.Denoiser = rec
-		sum, err := mei.Run(ctx, dev, s, neurons, models, &recPrior, scaleDir, bar)
+		sum, err := mei.Run(ctx, dev, s, neurons, models, prior, scaleDir, bar)
 		bar.Finish()
 		if !o.quiet {
 			fmt.Fprintln(os.Stderr)
@@ -306,15 +300,12 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 		if err != nil {
 			return fmt.Errorf("EGG at scale %s: %w", scaleName(sc), err)
 		}
-		if rec.err != nil {
-			return fmt.Errorf("EGG at scale %s: keeping the images in the prior's space: %w", scaleName(sc), rec.err)
-		}
 		recs := map[int]mei.Record{}
 		for _, r := range sum.Records {
 			recs[r.Neuron] = r
 		}
 		runs[scaleName(sc)] = recs
-		kept, missing, err := meniKeepX0(dev, scaleDir, recs, tr, prior.Channels, prior.Size)
+		kept, missing, err := meniKeepX0(scaleDir, recs, prior.Channels, prior.Size)
 		if err != nil {
 			return fmt.Errorf("EGG at scale %s: %w", scaleName(sc), err)
 		}
@@ -649,100 +640,11 @@ func meniFullSchedule(o priorOptions, cfg adm.Config) (*diffusion.Schedule, erro
 	return po.schedule(cfg, false)
 }
 
-// meniItem is one EGG sample: a neuron and a seed.
-type meniItem struct {
-	neuron int
-	seed   uint64
-	ok     bool
-}
-
-// x0Recorder is the prior as an EGG run sees it: it passes every call to the model
-// and, at the last step of each batch, writes each sample's x0 prediction (the EGG
-// image in the prior's space, which the run keeps only as a model input) to
-// dir/neuron_<id>_seed_<seed>.npy. It tells the samples of a batch apart by their
-// x_T, which mei.Run draws for (neuron, seed) from rand.NewPCG(seed, neuron);
-// meniKeepX0 then checks each kept image against the run's model input, so a change
-// there leaves images out, never mixes them up.
-type x0Recorder struct {
-	model       naturalness.Denoiser
-	sched       *diffusion.Schedule
-	dir         string
-	per         int     // values per sample
-	first, last float32 // the model timesteps of the first and the last step
-	keys        map[[4]uint32]meniItem
-	batch       []meniItem // the samples of the batch under way
-	err         error      // the first write error
-}
-
-func newX0Recorder(model naturalness.Denoiser, s *diffusion.Schedule, dir string, neurons []int, seeds []uint64, per int) *x0Recorder {
-	r := &x0Recorder{model: model, sched: s, dir: dir, per: per, keys: map[[4]uint32]meniItem{},
-		first: s.ModelTimestep(s.NumTimesteps - 1), last: s.ModelTimestep(0)}
-	for _, n := range neurons {
-		for _, sd := range seeds {
-			rng := rand.New(rand.NewPCG(sd, uint64(n)))
-			v := make([]float32, min(4, per))
-			for k := range v {
-				v[k] = float32(rng.NormFloat64())
-			}
-			r.keys[r.key(v)] = meniItem{neuron: n, seed: sd, ok: true}
-		}
-	}
-	return r
-}
-
-// key is the bit pattern of the first (up to 4) values of a sample's x_T.
-func (r *x0Recorder) key(v []float32) [4]uint32 {
-	var k [4]uint32
-	for i := range min(4, len(v), r.per) {
-		k[i] = math.Float32bits(v[i])
-	}
-	return k
-}
-
-// Forward implements guidance.Denoiser.
-func (r *x0Recorder) Forward(x *tensor.Tensor, t []float32, y []int) *tensor.Tensor {
-	out := r.model.Forward(x, t, y)
-	if len(t) == 0 || r.err != nil || x.Rank() != 4 || x.Len() != x.Dim(0)*r.per {
-		return out
-	}
-	n := x.Dim(0)
-	if t[0] == r.first {
-		r.batch = make([]meniItem, n)
-		for k := range n {
-			r.batch[k] = r.keys[r.key(x.Data()[k*r.per:])]
-		}
-	}
-	if t[0] == r.last && len(r.batch) == n {
-		_, _, _, x0 := diffusion.PMeanVariance(r.sched, x.Detach(), out.Detach(), 0, false)
-		if err := os.MkdirAll(r.dir, 0o755); err != nil {
-			r.err = err
-			return out
-		}
-		shape := append([]int{1}, x.Shape()[1:]...)
-		for k, it := range r.batch {
-			if !it.ok {
-				continue
-			}
-			b, err := npy.EncodeBytes(npy.Float32s(x0.Data()[k*r.per:(k+1)*r.per], shape...))
-			if err == nil {
-				err = imageio.WriteFileAtomic(filepath.Join(r.dir, fmt.Sprintf("neuron_%05d_seed_%d.npy", it.neuron, it.seed)), b)
-			}
-			if err != nil {
-				r.err = err
-				break
-			}
-		}
-		r.batch = nil
-	}
-	return out
-}
-
-// meniKeepX0 keeps, for every neuron of recs, the prior-space image of its kept seed
-// as scale/x0/neuron_<id>.npy, once the model input made from it (tr) matches the
-// run's own, and deletes the other seeds' images. It returns the images by neuron and
-// the neurons that have none (runs made before images were kept).
-func meniKeepX0(dev *tensor.Device, scaleDir string, recs map[int]mei.Record, tr energy.Transform, channels, size int) (map[int][]float32, []int, error) {
-	dir := filepath.Join(scaleDir, "x0")
+// meniKeepX0 reads, for every neuron of recs, the prior-space image of its kept
+// seed that mei.Run recorded (Record.PriorImage, in scaleDir/egg). It returns the
+// images by neuron and the neurons that have none (runs made by an egg that did not
+// keep them).
+func meniKeepX0(scaleDir string, recs map[int]mei.Record, channels, size int) (map[int][]float32, []int, error) {
 	kept := map[int][]float32{}
 	var missing []int
 	neurons := make([]int, 0, len(recs))
@@ -752,68 +654,29 @@ func meniKeepX0(dev *tensor.Device, scaleDir string, recs map[int]mei.Record, tr
 	slices.Sort(neurons)
 	for _, n := range neurons {
 		rec := recs[n]
-		final := filepath.Join(dir, fmt.Sprintf("neuron_%05d.npy", n))
-		if v, err := readX0(final, channels, size); err == nil {
-			kept[n] = v
-		} else {
-			cand := filepath.Join(dir, fmt.Sprintf("neuron_%05d_seed_%d.npy", n, rec.Seed))
-			v, err := readX0(cand, channels, size)
-			if err == nil && rec.Input != "" && sameModelInput(dev, v, channels, size, tr, filepath.Join(scaleDir, "egg", rec.Input)) {
-				if err := os.Rename(cand, final); err != nil {
-					return nil, nil, fmt.Errorf("keeping the image of neuron %d: %w", n, err)
-				}
-				kept[n] = v
-			} else {
-				missing = append(missing, n)
-			}
+		if rec.PriorImage == "" {
+			missing = append(missing, n)
+			continue
 		}
-		others, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("neuron_%05d_seed_*.npy", n)))
-		for _, f := range others {
-			if err := os.Remove(f); err != nil {
-				return nil, nil, fmt.Errorf("removing %s: %w", f, err)
-			}
+		v, err := readX0(filepath.Join(scaleDir, "egg", rec.PriorImage), channels, size)
+		if err != nil {
+			return nil, nil, fmt.Errorf("the image of neuron %d in the prior's space: %w", n, err)
 		}
+		kept[n] = v
 	}
 	return kept, missing, nil
 }
 
-// readX0 reads a [1, channels, size, size] float32 image.
+// readX0 reads a [channels, size, size] float32 image.
 func readX0(path string, channels, size int) ([]float32, error) {
 	a, err := npy.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	if len(a.Shape) != 4 || a.Shape[0] != 1 || a.Shape[1] != channels || a.Shape[2] != size || a.Shape[3] != size {
-		return nil, fmt.Errorf("%s holds shape %v; want [1 %d %d %d]", path, a.Shape, channels, size, size)
+	if len(a.Shape) != 3 || a.Shape[0] != channels || a.Shape[1] != size || a.Shape[2] != size {
+		return nil, fmt.Errorf("%s holds shape %v; want [%d %d %d]", path, a.Shape, channels, size, size)
 	}
 	return a.Float32()
-}
-
-// sameModelInput reports whether the model input tr makes of the image x0 is the one
-// stored in the .npy file input.
-func sameModelInput(dev *tensor.Device, x0 []float32, channels, size int, tr energy.Transform, input string) bool {
-	a, err := npy.ReadFile(input)
-	if err != nil {
-		return false
-	}
-	want, err := a.Float32()
-	if err != nil {
-		return false
-	}
-	got := tr.Apply(tensor.FromSlice(dev, x0, 1, channels, size, size)).Data()
-	if len(got) != len(want) {
-		return false
-	}
-	scale := 1.0
-	for _, v := range want {
-		scale = math.Max(scale, math.Abs(float64(v)))
-	}
-	for i := range got {
-		if math.Abs(float64(got[i])-float64(want[i])) > 1e-4*scale {
-			return false
-		}
-	}
-	return true
 }
 
 // meniNatCache is naturalness.json: bits/dim by image content, for one fingerprint.
