@@ -122,8 +122,8 @@ type Record struct {
 	Input       string                `json:"input"`
 	// PriorImage (EGG) is the kept seed's last x0 prediction in the prior's space,
 	// [C, S, S] float32 .npy: the image the model input was made from.
-	PriorImage string `json:"prior_image,omitempty"`
-	Finished    time.Time             `json:"finished"`
+	PriorImage string    `json:"prior_image,omitempty"`
+	Finished   time.Time `json:"finished"`
 }
 
 // Summary is a run's result over neurons.
