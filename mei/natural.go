@@ -5,6 +5,7 @@ package mei
 // models, to be compared with EGG images made at low energy scales.
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"egg/energy"
 	"egg/imageio"
+	"egg/pool"
 	"egg/tensor"
 )
 
@@ -184,4 +186,73 @@ func ReadNatural(dir string, neuron int) (NaturalRecord, error) {
 		return r, fmt.Errorf("mei: natural record of neuron %d holds neuron %d", neuron, r.Neuron)
 	}
 	return r, nil
+}
+
+// ErrTooFewPatches says that a pool holds fewer patches than the images asked for
+// per neuron.
+var ErrTooFewPatches = errors.New("mei: the pool has too few patches")
+
+// NaturalSearch is the search FindNatural runs: the pool (a file, read by Load
+// only when the search must run) and how its patches become model inputs.
+type NaturalSearch struct {
+	PoolPath       string                     // recorded in each NaturalRecord; a change redoes the search
+	Load           func() (*pool.Pool, error) // reads the pool
+	InputH, InputW int                        // the model input's size
+	Norm           float32                    // the model input's L2 norm
+	Top            int                        // images per neuron
+	Batch          int                        // patches scored per batch
+	Logf           func(format string, a ...any)
+}
+
+// FindNatural returns the Top natural images of each neuron: read from dir when an
+// earlier search with the same pool, norm, size and Top left them for every neuron,
+// else found by scoring every patch on models.Train, evaluated on every role and
+// written into dir (WriteNatural).
+func FindNatural(ctx context.Context, dev *tensor.Device, dir string, models ModelSet, neurons []int, s NaturalSearch) (map[int]NaturalRecord, error) {
+	out := map[int]NaturalRecord{}
+	for _, n := range neurons {
+		r, err := ReadNatural(dir, n)
+		if err != nil || r.Norm != s.Norm || r.InputH != s.InputH || r.InputW != s.InputW || len(r.Hits) != s.Top || r.Pool != s.PoolPath {
+			out = nil
+			break
+		}
+		out[n] = r
+	}
+	if out != nil {
+		return out, nil
+	}
+	p, err := s.Load()
+	if err != nil {
+		return nil, err
+	}
+	if p.Len() < s.Top {
+		return nil, fmt.Errorf("%w: %d images per neuron asked for, %d patches in %s", ErrTooFewPatches, s.Top, p.Len(), s.PoolPath)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("mei: interrupted before the natural images; run again to resume")
+	}
+	if s.Logf != nil {
+		s.Logf("scoring the %d natural patches of %s for %d neurons", p.Len(), s.PoolPath, len(neurons))
+	}
+	hits, err := TopNatural(dev, models.Train, p.Images, p.Size, s.InputH, s.InputW, s.Norm, neurons, s.Top, max(1, s.Batch))
+	if err != nil {
+		return nil, fmt.Errorf("mei: natural images: %w", err)
+	}
+	for j := range hits {
+		for i := range hits[j] {
+			hits[j][i].Source = p.Sources[hits[j][i].Index]
+			hits[j][i].Tier = p.Tiers[hits[j][i].Index]
+		}
+	}
+	inputs := EvaluateNatural(dev, models, p.Images, p.Size, s.InputH, s.InputW, s.Norm, neurons, hits)
+	out = map[int]NaturalRecord{}
+	for j, n := range neurons {
+		rec := NaturalRecord{Neuron: n, Norm: s.Norm, InputH: s.InputH, InputW: s.InputW, Pool: s.PoolPath, Hits: hits[j]}
+		if err := WriteNatural(dir, rec, inputs[j]); err != nil {
+			return nil, fmt.Errorf("mei: writing the natural images of neuron %d: %w", n, err)
+		}
+		rec.Image = fmt.Sprintf("neuron_%05d.png", n)
+		out[n] = rec
+	}
+	return out, nil
 }

@@ -26,7 +26,6 @@ import (
 	"egg/report"
 	"egg/simulate"
 	"egg/stats"
-	"egg/tensor"
 )
 
 // The demo's defaults: the paper's MEI protocol (egg-method.md sections 3-5), scaled
@@ -348,7 +347,23 @@ func runDemo(ctx context.Context, g *globalOptions, o *demoOptions) error {
 	}
 
 	t0 := time.Now()
-	natural, err := demoNatural(ctx, dev, set.Pool, o.maxPatches, ms, neurons, ih, iw, norm, o.top, max(256, 8*batch), filepath.Join(o.out, report.NaturalDir), logf)
+	natural, err := mei.FindNatural(ctx, dev, filepath.Join(o.out, report.NaturalDir), ms, neurons, mei.NaturalSearch{
+		PoolPath: set.Pool, InputH: ih, InputW: iw, Norm: norm, Top: o.top, Batch: max(256, 8*batch),
+		Load: func() (*pool.Pool, error) {
+			p, err := pool.Read(set.Pool)
+			if err != nil {
+				return nil, fmt.Errorf("reading the built-in pool: %w", err)
+			}
+			if o.maxPatches > 0 && o.maxPatches < p.Len() {
+				p.Images, p.Tiers, p.Sources = p.Images[:o.maxPatches*p.Size*p.Size], p.Tiers[:o.maxPatches], p.Sources[:o.maxPatches]
+			}
+			return p, nil
+		},
+		Logf: func(format string, a ...any) { logf("egg demo: "+format, a...) },
+	})
+	if errors.Is(err, mei.ErrTooFewPatches) {
+		err = usageError{err}
+	}
 	if err != nil {
 		return err
 	}
@@ -393,60 +408,6 @@ func demoNeurons(spec string, total int, truth *simulate.Model) ([]int, error) {
 			count[n.Kind]++
 			out = append(out, i)
 		}
-	}
-	return out, nil
-}
-
-// demoNatural finds (or, when an earlier run left them with the same settings, reads)
-// the top natural images of the pool (its first maxPatches patches when that is
-// positive) for neurons, scored on the training models as inputs of L2 norm norm,
-// evaluates them on every role and writes them into dir.
-func demoNatural(ctx context.Context, dev *tensor.Device, poolPath string, maxPatches int, ms mei.ModelSet, neurons []int, ih, iw int, norm float32, top, batch int, dir string, logf func(string, ...any)) (map[int]mei.NaturalRecord, error) {
-	out := map[int]mei.NaturalRecord{}
-	for _, n := range neurons {
-		r, err := mei.ReadNatural(dir, n)
-		if err != nil || r.Norm != norm || r.InputH != ih || r.InputW != iw || len(r.Hits) != top || r.Pool != poolPath {
-			out = nil
-			break
-		}
-		out[n] = r
-	}
-	if out != nil {
-		return out, nil
-	}
-	p, err := pool.Read(poolPath)
-	if err != nil {
-		return nil, fmt.Errorf("reading the built-in pool: %w", err)
-	}
-	if maxPatches > 0 && maxPatches < p.Len() {
-		p.Images, p.Tiers, p.Sources = p.Images[:maxPatches*p.Size*p.Size], p.Tiers[:maxPatches], p.Sources[:maxPatches]
-	}
-	if p.Len() < top {
-		return nil, usagef("--top %d: the pool has only %d patches", top, p.Len())
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("interrupted before the natural images; run egg demo again to resume")
-	}
-	logf("egg demo: scoring the %d natural patches of the pool for %d neurons", p.Len(), len(neurons))
-	hits, err := mei.TopNatural(dev, ms.Train, p.Images, p.Size, ih, iw, norm, neurons, top, batch)
-	if err != nil {
-		return nil, fmt.Errorf("natural images: %w", err)
-	}
-	for j := range hits {
-		for i := range hits[j] {
-			hits[j][i].Source = p.Sources[hits[j][i].Index]
-			hits[j][i].Tier = p.Tiers[hits[j][i].Index]
-		}
-	}
-	inputs := mei.EvaluateNatural(dev, ms, p.Images, p.Size, ih, iw, norm, neurons, hits)
-	out = map[int]mei.NaturalRecord{}
-	for j, n := range neurons {
-		rec := mei.NaturalRecord{Neuron: n, Norm: norm, InputH: ih, InputW: iw, Pool: poolPath, Hits: hits[j]}
-		if err := mei.WriteNatural(dir, rec, inputs[j]); err != nil {
-			return nil, fmt.Errorf("writing the natural images of neuron %d: %w", n, err)
-		}
-		rec.Image = fmt.Sprintf("neuron_%05d.png", n)
-		out[n] = rec
 	}
 	return out, nil
 }

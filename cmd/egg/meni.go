@@ -276,7 +276,12 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 
 	// 1. Natural images.
 	natDir := filepath.Join(o.out, "natural")
-	natural, err := meniNatural(ctx, dev, o, models, neurons, ih, iw, natDir, loadPool)
+	natural, err := mei.FindNatural(ctx, dev, natDir, models, neurons, mei.NaturalSearch{
+		PoolPath: o.pool, Load: loadPool, InputH: ih, InputW: iw, Norm: o.norm, Top: o.top, Batch: 8 * o.batchSize,
+		Logf: stderrLog(o.quiet)})
+	if errors.Is(err, mei.ErrTooFewPatches) {
+		err = usageError{err}
+	}
 	if err != nil {
 		return err
 	}
@@ -346,58 +351,6 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 	}
 	printMENITable(stdout, sum)
 	return nil
-}
-
-// meniNatural finds (or, when a previous run left them, reads) the natural images of
-// neurons.
-func meniNatural(ctx context.Context, dev *tensor.Device, o *meniOptions, models mei.ModelSet, neurons []int, ih, iw int, dir string,
-	loadPool func() (*pool.Pool, error)) (map[int]mei.NaturalRecord, error) {
-	out := map[int]mei.NaturalRecord{}
-	for _, n := range neurons {
-		r, err := mei.ReadNatural(dir, n)
-		if err != nil || r.Norm != o.norm || r.InputH != ih || r.InputW != iw || len(r.Hits) != o.top || r.Pool != o.pool {
-			out = nil
-			break
-		}
-		out[n] = r
-	}
-	if out != nil {
-		return out, nil
-	}
-	p, err := loadPool()
-	if err != nil {
-		return nil, err
-	}
-	if p.Len() < o.top {
-		return nil, usagef("--top %d: the pool has only %d patches", o.top, p.Len())
-	}
-	if !o.quiet {
-		fmt.Fprintf(os.Stderr, "scoring %d natural images of %s for %d neurons\n", p.Len(), o.pool, len(neurons))
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	hits, err := mei.TopNatural(dev, models.Train, p.Images, p.Size, ih, iw, o.norm, neurons, o.top, 8*o.batchSize)
-	if err != nil {
-		return nil, err
-	}
-	for j := range hits {
-		for i := range hits[j] {
-			hits[j][i].Source = p.Sources[hits[j][i].Index]
-			hits[j][i].Tier = p.Tiers[hits[j][i].Index]
-		}
-	}
-	inputs := mei.EvaluateNatural(dev, models, p.Images, p.Size, ih, iw, o.norm, neurons, hits)
-	out = map[int]mei.NaturalRecord{}
-	for j, n := range neurons {
-		rec := mei.NaturalRecord{Neuron: n, Norm: o.norm, InputH: ih, InputW: iw, Pool: o.pool, Hits: hits[j]}
-		if err := mei.WriteNatural(dir, rec, inputs[j]); err != nil {
-			return nil, err
-		}
-		rec.Image = fmt.Sprintf("neuron_%05d.png", n)
-		out[n] = rec
-	}
-	return out, nil
 }
 
 var meniRoles = []string{"train", "within", "cross", "truth"}
