@@ -77,6 +77,11 @@ type Options struct {
 	Norm        Norm
 	UseAlphaBar bool  // multiply the gradient by sqrt(1 - abar_i)
 	Labels      []int // class labels for class-conditional denoisers, else nil
+	// ClipX0 clips the x0 prediction to [-1, 1] before the posterior mean
+	// (guided-diffusion's clip_denoised); the energy then sees the clipped x0. A
+	// process whose first x0 prediction is ill-conditioned (the cosine schedule)
+	// needs it.
+	ClipX0 bool
 	// Callback, when set, is called after every step.
 	Callback func(Step)
 }
@@ -119,7 +124,7 @@ func GuidedStep(model Denoiser, s *diffusion.Schedule, xt *tensor.Tensor, i int,
 		ts[k] = s.ModelTimestep(i)
 	}
 	out := model.Forward(x, ts, opts.Labels)
-	xprime, x0 := diffusion.PSample(s, x, out, i, noise, false)
+	xprime, x0 := diffusion.PSample(s, x, out, i, noise, opts.ClipX0)
 	e := energy.Energy(x0)
 	if e.Rank() != 1 || e.Dim(0) != n {
 		panic(fmt.Sprintf("guidance: the energy returned shape %v for %d samples; want [%d]", e.Shape(), n, n))
@@ -200,9 +205,9 @@ func Sample(model Denoiser, s *diffusion.Schedule, xT *tensor.Tensor, energy Ene
 }
 
 // Unguided runs plain ancestral DDPM sampling (or DDIM with eta when ddim is set)
-// without gradients, for `egg sample`; noise as in Sample. callback (may be nil) sees
-// each step.
-func Unguided(model Denoiser, s *diffusion.Schedule, xT *tensor.Tensor, rngs []*rand.Rand, labels []int, ddim bool, eta float64, callback func(Step)) Result {
+// without gradients, for `egg sample`; noise as in Sample, x0 clipped as
+// Options.ClipX0 when clip is set. callback (may be nil) sees each step.
+func Unguided(model Denoiser, s *diffusion.Schedule, xT *tensor.Tensor, rngs []*rand.Rand, labels []int, ddim bool, eta float64, clip bool, callback func(Step)) Result {
 	x := xT.Detach()
 	var res Result
 	for i := s.NumTimesteps - 1; i >= 0; i-- {
@@ -217,9 +222,9 @@ func Unguided(model Denoiser, s *diffusion.Schedule, xT *tensor.Tensor, rngs []*
 		}
 		var next, x0 *tensor.Tensor
 		if ddim {
-			next, x0 = diffusion.DDIMSample(s, x, out, i, noise, eta, false)
+			next, x0 = diffusion.DDIMSample(s, x, out, i, noise, eta, clip)
 		} else {
-			next, x0 = diffusion.PSample(s, x, out, i, noise, false)
+			next, x0 = diffusion.PSample(s, x, out, i, noise, clip)
 		}
 		if callback != nil {
 			callback(Step{Index: i, Xt: x, X0: x0, XPrime: next, Sample: next})

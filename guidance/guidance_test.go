@@ -46,3 +46,50 @@ func TestNonFiniteEnergy(t *testing.T) {
 		}
 	}
 }
+
+// TestClipX0: with ClipX0 a guided step's x0 is guided-diffusion's clip_denoised
+// x0 (in [-1, 1]) and its DDPM sample is the one from that x0; without, the raw x0.
+func TestClipX0(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	cfg := adm.Config{ImageSize: 8, InChannels: 1, OutChannels: 1, ModelChannels: 32, ChannelMult: []int{1},
+		NumResBlocks: 1, NumHeads: 1, NumHeadChannels: -1, NumHeadsUpsample: -1}
+	unet, err := adm.New(testDev, cfg, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The cosine schedule's first step: x0 = 20000 x - 20000 eps, far outside [-1, 1].
+	s, err := diffusion.New(diffusion.Config{BetaSchedule: "cosine", NumTimesteps: 1000, TimestepRespacing: "4", RescaleTimesteps: true, VarType: diffusion.VarFixedLarge})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rngs := []*rand.Rand{rand.New(rand.NewPCG(1, 0))}
+	x := Noise(testDev, rngs, 1, 1, 8, 8)
+	noise := Noise(testDev, rngs, 1, 1, 8, 8)
+	i := s.NumTimesteps - 1
+	energy := EnergyFunc(func(x0 *tensor.Tensor) *tensor.Tensor { return tensor.Sum(x0, false, 1, 2, 3) })
+	out := unet.Forward(x, []float32{s.ModelTimestep(i)}, nil)
+	for _, clip := range []bool{false, true} {
+		st, err := GuidedStep(unet, s, x, i, noise, energy, Options{Scale: 0, ClipX0: clip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantPrime, wantX0 := diffusion.PSample(s, x, out, i, noise, clip)
+		outside := 0
+		for k, v := range st.X0.Values() {
+			if w := wantX0.Values()[k]; v != w {
+				t.Fatalf("clip %v: x0[%d] = %v, want %v", clip, k, v, w)
+			}
+			if v < -1 || v > 1 {
+				outside++
+			}
+		}
+		if clip != (outside == 0) {
+			t.Errorf("clip %v: %d x0 values outside [-1, 1]", clip, outside)
+		}
+		for k, v := range st.XPrime.Values() {
+			if w := wantPrime.Values()[k]; v != w {
+				t.Fatalf("clip %v: sample[%d] = %v, want %v", clip, k, v, w)
+			}
+		}
+	}
+}

@@ -82,6 +82,9 @@ type Prior struct {
 	Channels int // image channels of the prior
 	Size     int // image size of the prior
 	Name     string
+	// ClipX0 clips the x0 prediction to [-1, 1] at every step (guided-diffusion's
+	// clip_denoised; see guidance.Options.ClipX0).
+	ClipX0 bool
 }
 
 // Settings are the choices of a run, recorded with every neuron.
@@ -98,7 +101,7 @@ type Settings struct {
 	Steps     int     `json:"steps,omitempty"`     // respaced diffusion steps
 	PriorName string  `json:"prior,omitempty"`
 	// ClipX0 says that the prior's x0 prediction was clipped to [-1, 1] at every step
-	// (guided-diffusion's clip_denoised; the caller wraps the denoiser).
+	// (guided-diffusion's clip_denoised): Run sets it from Prior.ClipX0.
 	ClipX0 bool `json:"clip_x0,omitempty"`
 	// GA
 	GA *ascent.Config `json:"ga,omitempty"`
@@ -161,6 +164,9 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 		if m, ok := dev.Memory(); ok && m.Free > 0 {
 			s.BatchSize, probe = 1, true
 		}
+	}
+	if s.Method == "egg" && prior != nil {
+		s.ClipX0 = prior.ClipX0
 	}
 	dir := filepath.Join(out, s.Method)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -425,7 +431,7 @@ func runEGG(dev *tensor.Device, s Settings, p *Prior, tr energy.Transform, train
 	xT := guidance.Noise(dev, rngs, len(ns), p.Channels, p.Size, p.Size)
 	trace = make([][]float32, len(ns))
 	res, err := guidance.Sample(p.Denoiser, p.Schedule, xT, e, rngs, guidance.Options{
-		Scale: s.Scale, Norm: norm,
+		Scale: s.Scale, Norm: norm, ClipX0: p.ClipX0,
 		Callback: func(st guidance.Step) {
 			for k, v := range st.Energy {
 				trace[k] = append(trace[k], v)

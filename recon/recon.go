@@ -228,7 +228,7 @@ func EGG(p *Prior, m Model, tr energy.Transform, target *tensor.Tensor, neurons 
 	dev := target.Device()
 	e := energy.Match{Model: m, Transform: tr, Target: target.Detach(), Neurons: neurons}
 	xT := guidance.Noise(dev, rngs, len(rngs), p.Channels, p.Size, p.Size)
-	res, err := guidance.Sample(p.Denoiser, p.Schedule, xT, e, rngs, guidance.Options{Scale: scale, Norm: guidance.PerSample})
+	res, err := guidance.Sample(p.Denoiser, p.Schedule, xT, e, rngs, guidance.Options{Scale: scale, Norm: guidance.PerSample, ClipX0: p.ClipX0})
 	if err != nil {
 		return nil, fmt.Errorf("recon: %w; try a smaller --scale", err)
 	}

@@ -246,12 +246,11 @@ func runDemo(ctx context.Context, g *globalOptions, o *demoOptions) error {
 		return err
 	}
 	po := priorOptions{weights: set.Prior, steps: o.steps, noiseSchedule: "linear", diffSteps: 1000, clipX0: "auto"}
-	denoiser, unet, sched, err := po.loadDenoiser(dev, true)
+	prior, _, err := po.loadPrior(dev, true)
 	if err != nil {
 		return fmt.Errorf("loading the built-in prior: %w", err)
 	}
-	_, clipX0 := denoiser.(*clippedDenoiser)
-	prior := &mei.Prior{Denoiser: denoiser, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: set.Prior}
+	sched, clipX0 := prior.Schedule, prior.ClipX0
 	// Provenance: the records of each method name the files that made them; summary.json
 	// names them all.
 	files := map[string][]mei.FileHash{}

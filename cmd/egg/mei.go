@@ -151,13 +151,10 @@ func runMEI(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *meiOpt
 	s := mei.Settings{Method: o.method, Seeds: seeds, BatchSize: o.batchSize, InputH: shape[1], InputW: shape[2], Norm: norm}
 	var prior *mei.Prior
 	if o.method == "egg" {
-		denoiser, unet, sched, err := o.prior.loadDenoiser(dev, true)
-		if err != nil {
+		if prior, _, err = o.prior.loadPrior(dev, true); err != nil {
 			return err
 		}
-		prior = &mei.Prior{Denoiser: denoiser, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
-		s.Scale, s.GradNorm, s.Steps, s.PriorName = o.scale, o.gradNorm, sched.NumTimesteps, o.prior.weights
-		_, s.ClipX0 = denoiser.(*clippedDenoiser)
+		s.Scale, s.GradNorm, s.Steps, s.PriorName = o.scale, o.gradNorm, prior.Schedule.NumTimesteps, o.prior.weights
 		if models.Files["prior"], err = o.prior.hash(); err != nil {
 			return err
 		}

@@ -244,12 +244,11 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 		return err
 	}
 	// The prior first, so that a bad prior flag fails before the pool is scored.
-	denoiser, unet, sched, err := o.prior.loadDenoiser(dev, true)
+	prior, unet, err := o.prior.loadPrior(dev, true)
 	if err != nil {
 		return err
 	}
-	_, clipX0 := denoiser.(*clippedDenoiser)
-	prior := &mei.Prior{Denoiser: denoiser, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
+	sched, clipX0 := prior.Schedule, prior.ClipX0
 	if models.Files["prior"], err = o.prior.hash(); err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"egg/adm"
 	"egg/checkpoint"
 	"egg/diffusion"
-	"egg/guidance"
 	"egg/mei"
 	"egg/nn"
 	"egg/priortrain"
@@ -63,103 +62,37 @@ func (o *priorOptions) addFlags(f *pflag.FlagSet, defaultSteps string) {
 // the last of 1000 steps), the linear schedule's 158.
 const illConditioned = 1000
 
-// loadDenoiser is load, with the denoiser that sampling should call: the UNet itself,
-// or the UNet wrapped so that its x0 prediction is clipped to [-1, 1] (guided-
-// diffusion's clip_denoised) when --clip-x0 says so. The default, auto, clips when
-// the process makes the first x0 prediction ill-conditioned (illConditioned), as the
-// cosine schedule does: there the unclipped x0 prediction of the first step is the
-// model's noise error times about 20000, and without clipping the chain diverges (the
-// samples come out black and white). egg's own priors use the cosine schedule; the
-// paper's 256x256 prior is linear, and EGG's reference does not clip, so auto leaves
-// it alone.
-func (o *priorOptions) loadDenoiser(dev *tensor.Device, eggClamp bool) (guidance.Denoiser, *adm.UNet, *diffusion.Schedule, error) {
-	var clip bool
+// loadPrior is load, as the prior that sampling uses: the UNet, its process, and
+// whether the x0 prediction is clipped to [-1, 1] at every step (guided-diffusion's
+// clip_denoised, done by the sampler) as --clip-x0 says. The default, auto, clips
+// when the process makes the first x0 prediction ill-conditioned (illConditioned),
+// as the cosine schedule does: there the unclipped x0 prediction of the first step
+// is the model's noise error times about 20000, and without clipping the chain
+// diverges (the samples come out black and white). egg's own priors use the cosine
+// schedule; the paper's 256x256 prior is linear, and EGG's reference does not clip,
+// so auto leaves it alone.
+func (o *priorOptions) loadPrior(dev *tensor.Device, eggClamp bool) (*mei.Prior, *adm.UNet, error) {
 	switch o.clipX0 {
 	case "", "auto", "on", "off":
 	default:
-		return nil, nil, nil, usagef("--clip-x0 %q: want auto, on or off", o.clipX0)
+		return nil, nil, usagef("--clip-x0 %q: want auto, on or off", o.clipX0)
 	}
 	unet, s, err := o.load(dev, eggClamp)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
+	var clip bool
 	switch o.clipX0 {
 	case "on":
 		clip = true
 	case "", "auto":
 		clip = s.SqrtRecipm1AlphasCumprod[s.NumTimesteps-1] > illConditioned
 	}
-	if !clip {
-		return unet, unet, s, nil
+	if clip && s.MeanType != diffusion.MeanEpsilon && s.MeanType != diffusion.MeanStartX {
+		return nil, nil, usagef("--clip-x0 needs a model that predicts epsilon or x0 (this one predicts %v); use --clip-x0 off", s.MeanType)
 	}
-	d, err := newClippedDenoiser(unet, s, unet.Config.InChannels)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return d, unet, s, nil
-}
-
-// clippedDenoiser wraps a diffusion model so that the x0 prediction derived from its
-// output is clipped to [-1, 1], as guided-diffusion's clip_denoised does inside
-// p_mean_variance: an epsilon prediction becomes eps + (x0 - clip(x0)) / sqrt(1/abar - 1),
-// whose x0 is exactly clip(x0) (and eps itself where x0 is in range); an x0 prediction
-// is clipped directly. A learned variance passes through. Gradients flow as through
-// clip_denoised.
-type clippedDenoiser struct {
-	inner    guidance.Denoiser
-	channels int
-	x0       bool // the model predicts x0
-	// recip and recipm1 are sqrt(1/abar) and sqrt(1/abar - 1) by model timestep.
-	recip, recipm1 map[float32]float64
-}
-
-func newClippedDenoiser(inner guidance.Denoiser, s *diffusion.Schedule, channels int) (*clippedDenoiser, error) {
-	if s.MeanType != diffusion.MeanEpsilon && s.MeanType != diffusion.MeanStartX {
-		return nil, usagef("--clip-x0 needs a model that predicts epsilon or x0 (this one predicts %v); use --clip-x0 off", s.MeanType)
-	}
-	d := &clippedDenoiser{inner: inner, channels: channels, x0: s.MeanType == diffusion.MeanStartX,
-		recip: map[float32]float64{}, recipm1: map[float32]float64{}}
-	for i := 0; i < s.NumTimesteps; i++ {
-		t := s.ModelTimestep(i)
-		d.recip[t], d.recipm1[t] = s.SqrtRecipAlphasCumprod[i], s.SqrtRecipm1AlphasCumprod[i]
-	}
-	return d, nil
-}
-
-// Forward runs the model and clips its x0 prediction.
-func (d *clippedDenoiser) Forward(x *tensor.Tensor, ts []float32, y []int) *tensor.Tensor {
-	out := d.inner.Forward(x, ts, y)
-	c := d.channels
-	var pred, rest *tensor.Tensor
-	if out.Dim(1) == 2*c {
-		parts := tensor.Split(out, 1, c, c)
-		pred, rest = parts[0], parts[1]
-	} else {
-		pred = out
-	}
-	if d.x0 {
-		pred = tensor.Clamp(pred, -1, 1)
-	} else {
-		n := x.Dim(0)
-		a, b, inv := make([]float32, n), make([]float32, n), make([]float32, n)
-		for k, t := range ts {
-			r, ok := d.recip[t]
-			if !ok {
-				panic(fmt.Sprintf("egg: clip-x0: timestep %v is not a step of the process", t))
-			}
-			a[k], b[k], inv[k] = float32(r), float32(d.recipm1[t]), float32(1/d.recipm1[t])
-		}
-		coef := func(v []float32) *tensor.Tensor {
-			return tensor.Expand(tensor.FromSlice(x.Device(), v, n, 1, 1, 1), pred.Shape()...)
-		}
-		x0 := tensor.Sub(tensor.Mul(x, coef(a)), tensor.Mul(pred, coef(b)))
-		excess := tensor.Sub(x0, tensor.Clamp(x0, -1, 1))
-		pred = tensor.Add(pred, tensor.Mul(excess, coef(inv)))
-	}
-	if rest == nil {
-		return pred
-	}
-	return tensor.Concat(1, pred, rest)
+	p := &mei.Prior{Denoiser: unet, Schedule: s, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.weights, ClipX0: clip}
+	return p, unet, nil
 }
 
 // load builds the UNet and the respaced diffusion process. Without --preset and

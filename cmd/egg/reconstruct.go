@@ -211,11 +211,11 @@ func runReconstruct(ctx context.Context, g *globalOptions, o *reconstructOptions
 	if err != nil {
 		return err
 	}
-	denoiser, unet, sched, err := o.prior.loadDenoiser(dev, true)
+	prior, _, err := o.prior.loadPrior(dev, true)
 	if err != nil {
 		return err
 	}
-	prior := &recon.Prior{Denoiser: denoiser, Schedule: sched, Channels: unet.Config.InChannels, Size: unet.Config.ImageSize, Name: o.prior.weights}
+	sched := prior.Schedule
 	if models.Files["prior"], err = o.prior.hash(); err != nil {
 		return err
 	}

@@ -81,10 +81,11 @@ func runSample(ctx context.Context, g *globalOptions, o *sampleOptions) error {
 	if err != nil {
 		return err
 	}
-	denoiser, unet, s, err := o.prior.loadDenoiser(dev, false)
+	prior, unet, err := o.prior.loadPrior(dev, false)
 	if err != nil {
 		return err
 	}
+	s := prior.Schedule
 	cfg := unet.Config
 	c, size := cfg.InChannels, cfg.ImageSize
 	all := make([]float32, 0, o.n*c*size*size)
@@ -107,7 +108,7 @@ func runSample(ctx context.Context, g *globalOptions, o *sampleOptions) error {
 			}
 		}
 		xT := guidance.Noise(dev, rngs, n, c, size, size)
-		res := guidance.Unguided(denoiser, s, xT, rngs, labels, o.sampler == "ddim", o.eta, func(guidance.Step) {
+		res := guidance.Unguided(prior.Denoiser, s, xT, rngs, labels, o.sampler == "ddim", o.eta, prior.ClipX0, func(guidance.Step) {
 			bar.Add(n)
 		})
 		data := res.Sample.Data()
