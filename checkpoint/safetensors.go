@@ -10,10 +10,11 @@ import (
 	"math"
 	"math/bits"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"unicode/utf8"
+
+	"egg/atomicfile"
 )
 
 // maxHeaderLen bounds the JSON header of a safetensors file (the reference implementation uses 100 MB too).
@@ -236,49 +237,21 @@ func WriteSafetensors(path string, tensors []Tensor, metadata map[string]string)
 		hdr.WriteByte(' ')
 	}
 
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	err := atomicfile.Write(path, func(w *bufio.Writer) error {
+		var lenBuf [8]byte
+		le.PutUint64(lenBuf[:], uint64(hdr.Len()))
+		w.Write(lenBuf[:])
+		if _, err := w.Write(hdr.Bytes()); err != nil {
+			return err
+		}
+		scratch := make([]byte, 0, 8*4096)
+		for _, t := range ts {
+			writeTensorData(w, t, scratch)
+		}
+		return nil // a write error stays in the buffered writer and surfaces at its flush
+	})
 	if err != nil {
 		return fileErr(path, err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	w := bufio.NewWriterSize(tmp, chunkBytes)
-	var lenBuf [8]byte
-	le.PutUint64(lenBuf[:], uint64(hdr.Len()))
-	w.Write(lenBuf[:])
-	w.Write(hdr.Bytes())
-	scratch := make([]byte, 0, 8*4096)
-	for _, t := range ts {
-		writeTensorData(w, t, scratch)
-	}
-	if err := w.Flush(); err != nil {
-		return fileErr(path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fileErr(path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fileErr(path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fileErr(path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fileErr(path, err)
-	}
-	done = true
-	if d, err := os.Open(dir); err == nil { // make the rename durable; best effort
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -14,8 +14,8 @@ import (
 	"image/color"
 	"image/png"
 	"math"
-	"os"
-	"path/filepath"
+
+	"egg/atomicfile"
 )
 
 // Range maps tensor values to pixel intensities: Lo becomes 0 and Hi 255.
@@ -107,36 +107,7 @@ func WritePNG(path string, img image.Image) error {
 }
 
 // WriteFileAtomic writes data to path through a temporary file in the same folder,
-// synced and renamed into place, so readers never see a partial file. Errors say
-// which path failed and why (a missing or unwritable folder, a full disk).
-func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("cannot write in %s: %w (check that the folder exists and is writable)", dir, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w (is the disk full?)", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
-}
+// synced and renamed into place, so readers never see a partial file
+// (atomicfile.WriteBytes). Errors say which path failed and why (a missing or
+// unwritable folder, a full disk).
+func WriteFileAtomic(path string, data []byte) error { return atomicfile.WriteBytes(path, data) }

@@ -22,6 +22,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"egg/atomicfile"
 )
 
 //go:embed all:data
@@ -186,25 +188,8 @@ func installFile(dir, name, sum string) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, name+".tmp*")
-	if err != nil {
-		return fmt.Errorf("installing the built-in defaults: %w (set EGG_DEFAULTS_DIR to a writable folder)", err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(b)
-	cerr := f.Close()
-	if werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Chmod(tmp, 0o644)
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("installing built-in file %s into %s: %w", name, dir, werr)
+	if err := atomicfile.WriteBytes(path, b); err != nil {
+		return fmt.Errorf("installing the built-in file %s: %w (set EGG_DEFAULTS_DIR to a writable folder)", name, err)
 	}
 	return nil
 }

@@ -2,15 +2,15 @@ package pool
 
 import (
 	"archive/zip"
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 
+	"egg/atomicfile"
 	"egg/npy"
 )
 
@@ -21,17 +21,16 @@ func (p *Pool) WriteNPZ(path string) error {
 	if err := p.check(); err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	err := atomicfile.Write(path, func(f *bufio.Writer) error { return p.writeZip(f) })
 	if err != nil {
-		return fmt.Errorf("pool: cannot write in %s: %w (check that the folder exists and is writable)", dir, err)
+		return fmt.Errorf("pool: %w", err)
 	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("pool: writing %s: %w", path, err)
-	}
+	return nil
+}
+
+// writeZip streams the archive.
+func (p *Pool) writeZip(f io.Writer) error {
+	fail := func(err error) error { return err }
 	z := zip.NewWriter(f)
 	member := func(name string) (io.Writer, error) {
 		return z.CreateHeader(&zip.FileHeader{Name: name + ".npy", Method: zip.Deflate})
@@ -60,24 +59,7 @@ func (p *Pool) WriteNPZ(path string) error {
 			return fail(err)
 		}
 	}
-	if err := z.Close(); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("pool: writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("pool: writing %s: %w", path, err)
-	}
-	return nil
+	return z.Close()
 }
 
 // check reports an inconsistent pool.
