@@ -68,48 +68,62 @@ func (a *Array) Float32() ([]float32, error) {
 
 var headerRE = regexp.MustCompile(`'descr'\s*:\s*'([^']*)'|'fortran_order'\s*:\s*(True|False)|'shape'\s*:\s*\(([^)]*)\)`)
 
-// Decode reads one .npy stream.
-func Decode(r io.Reader) (*Array, error) {
+// Header is what an .npy stream says before its data.
+type Header struct {
+	DType   string // NumPy's descr, e.g. "<f4", "|u1"
+	Shape   []int
+	Fortran bool // column-major data
+	// Elements is the product of Shape, checked: ReadHeader refuses a shape whose
+	// product overflows or exceeds MaxElements.
+	Elements int
+}
+
+// MaxElements is the most elements an array may declare (2^31).
+const MaxElements = 1 << 31
+
+// ReadHeader reads the magic and the header of an .npy stream, leaving r at the
+// start of the data.
+func ReadHeader(r io.Reader) (Header, error) {
+	var h Header
 	var magic [8]byte
 	if _, err := io.ReadFull(r, magic[:]); err != nil {
-		return nil, fmt.Errorf("npy: truncated header: %w", err)
+		return h, fmt.Errorf("npy: truncated header: %w", err)
 	}
 	if string(magic[:6]) != "\x93NUMPY" {
-		return nil, fmt.Errorf("npy: not a .npy file (bad magic)")
+		return h, fmt.Errorf("npy: not a .npy file (bad magic)")
 	}
 	var hlen int
 	switch magic[6] {
 	case 1:
 		var b [2]byte
 		if _, err := io.ReadFull(r, b[:]); err != nil {
-			return nil, fmt.Errorf("npy: truncated header: %w", err)
+			return h, fmt.Errorf("npy: truncated header: %w", err)
 		}
 		hlen = int(binary.LittleEndian.Uint16(b[:]))
 	case 2, 3:
 		var b [4]byte
 		if _, err := io.ReadFull(r, b[:]); err != nil {
-			return nil, fmt.Errorf("npy: truncated header: %w", err)
+			return h, fmt.Errorf("npy: truncated header: %w", err)
 		}
 		hlen = int(binary.LittleEndian.Uint32(b[:]))
 	default:
-		return nil, fmt.Errorf("npy: unsupported format version %d.%d", magic[6], magic[7])
+		return h, fmt.Errorf("npy: unsupported format version %d.%d", magic[6], magic[7])
 	}
 	if hlen > 1<<20 {
-		return nil, fmt.Errorf("npy: header of %d bytes is implausible", hlen)
+		return h, fmt.Errorf("npy: header of %d bytes is implausible", hlen)
 	}
 	hb := make([]byte, hlen)
 	if _, err := io.ReadFull(r, hb); err != nil {
-		return nil, fmt.Errorf("npy: truncated header: %w", err)
+		return h, fmt.Errorf("npy: truncated header: %w", err)
 	}
-	a := &Array{}
-	fortran := false
 	gotShape, gotDescr := false, false
+	h.Elements = 1
 	for _, m := range headerRE.FindAllStringSubmatch(string(hb), -1) {
 		switch {
 		case m[1] != "":
-			a.DType, gotDescr = m[1], true
+			h.DType, gotDescr = m[1], true
 		case m[2] != "":
-			fortran = m[2] == "True"
+			h.Fortran = m[2] == "True"
 		default:
 			gotShape = true
 			for _, p := range strings.Split(m[3], ",") {
@@ -119,26 +133,61 @@ func Decode(r io.Reader) (*Array, error) {
 				}
 				v, err := strconv.Atoi(strings.TrimSuffix(p, "L"))
 				if err != nil || v < 0 {
-					return nil, fmt.Errorf("npy: bad shape %q", m[3])
+					return h, fmt.Errorf("npy: bad shape %q", m[3])
 				}
-				a.Shape = append(a.Shape, v)
+				h.Shape = append(h.Shape, v)
+				if v > 0 && h.Elements > MaxElements/v {
+					return h, fmt.Errorf("npy: shape (%s) declares more than %d elements", m[3], MaxElements)
+				}
+				h.Elements *= v
 			}
 		}
 	}
 	if !gotDescr || !gotShape {
-		return nil, fmt.Errorf("npy: header %q lacks descr or shape", string(hb))
+		return h, fmt.Errorf("npy: header %q lacks descr or shape", string(hb))
 	}
+	return h, nil
+}
+
+// DecodeUint8 reads a C-ordered uint8 .npy stream as bytes, without widening them
+// (Decode keeps integers as int64: eight times the memory of an image pool). The
+// data is read as it comes, so a header that declares more than the stream holds
+// costs no more memory than the stream.
+func DecodeUint8(r io.Reader) (shape []int, data []uint8, err error) {
+	h, err := ReadHeader(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if d := h.DType; d != "|u1" && d != "<u1" && d != ">u1" && d != "u1" {
+		return nil, nil, fmt.Errorf("npy: dtype %s; want uint8 (0-255)", d)
+	}
+	if h.Fortran && len(h.Shape) > 1 && h.Elements > 0 && h.Shape[len(h.Shape)-1] > 1 {
+		return nil, nil, fmt.Errorf("npy: Fortran-ordered array; save it C-ordered (numpy.ascontiguousarray)")
+	}
+	data, err = io.ReadAll(io.LimitReader(r, int64(h.Elements)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("npy: reading the data: %w", err)
+	}
+	if len(data) != h.Elements {
+		return nil, nil, fmt.Errorf("npy: data truncated: %d of %d bytes", len(data), h.Elements)
+	}
+	return h.Shape, data, nil
+}
+
+// Decode reads one .npy stream.
+func Decode(r io.Reader) (*Array, error) {
+	h, err := ReadHeader(r)
+	if err != nil {
+		return nil, err
+	}
+	a := &Array{DType: h.DType, Shape: h.Shape}
 	if strings.HasPrefix(a.DType, "|O") || strings.HasPrefix(a.DType, "O") {
 		return nil, fmt.Errorf("npy: object arrays (pickles) are not supported; save the data as numbers or strings")
 	}
-	n := a.Len()
-	if n > 1<<31 {
-		return nil, fmt.Errorf("npy: %d elements is too many", n)
-	}
-	if err := a.decodeData(r, n); err != nil {
+	if err := a.decodeData(r, h.Elements); err != nil {
 		return nil, err
 	}
-	if fortran && len(a.Shape) > 1 {
+	if h.Fortran && len(a.Shape) > 1 {
 		a.toCOrder()
 	}
 	return a, nil

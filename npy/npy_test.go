@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -99,5 +101,50 @@ np.savez_compressed(d + '/a.npz', x=np.arange(6, dtype=np.float32).reshape(2, 3)
 	os.WriteFile(p, b, 0o644)
 	if out, err := exec.Command(py, "-c", `import numpy as np, sys; z = np.load(sys.argv[1]); assert z['y'].tolist() == [1, 2] and z['t'][0] == 'validation'`, p).CombinedOutput(); err != nil {
 		t.Fatalf("numpy cannot read our npz: %s", out)
+	}
+}
+
+// TestDecodeUint8: bytes come back unwidened; a wrong dtype, Fortran order, a
+// shape whose product overflows and a stream shorter than its header are errors,
+// and a header declaring far more than the stream holds costs no such allocation.
+func TestDecodeUint8(t *testing.T) {
+	stream := func(header string, data []byte) []byte {
+		h := header
+		for (10+len(h)+1)%64 != 0 {
+			h += " "
+		}
+		h += "\n"
+		b := []byte("\x93NUMPY\x01\x00")
+		b = append(b, byte(len(h)), byte(len(h)>>8))
+		return append(append(b, h...), data...)
+	}
+	for _, c := range []struct {
+		name  string
+		in    []byte
+		shape []int
+		err   string
+	}{
+		{"ok", stream("{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }", []byte{0, 1, 2, 253, 254, 255}), []int{2, 3}, ""},
+		{"float", stream("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }", []byte{0, 0, 0, 0}), nil, "want uint8"},
+		{"fortran", stream("{'descr': '|u1', 'fortran_order': True, 'shape': (2, 3), }", make([]byte, 6)), nil, "Fortran"},
+		{"overflow", stream("{'descr': '|u1', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", nil), nil, "more than"},
+		{"truncated", stream("{'descr': '|u1', 'fortran_order': False, 'shape': (2000000000,), }", []byte{1, 2, 3}), nil, "truncated: 3 of 2000000000"},
+		{"no magic", []byte("PK\x03\x04 not npy"), nil, "bad magic"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			shape, data, err := DecodeUint8(bytes.NewReader(c.in))
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("error %v, want one containing %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(shape, c.shape) || !bytes.Equal(data, []byte{0, 1, 2, 253, 254, 255}) {
+				t.Errorf("shape %v data %v", shape, data)
+			}
+		})
 	}
 }

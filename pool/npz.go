@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -95,70 +94,6 @@ func npyHeader(descr string, shape ...int) []byte {
 	return append(out, h...)
 }
 
-var (
-	descrRE = regexp.MustCompile(`'descr'\s*:\s*'([^']*)'`)
-	shapeRE = regexp.MustCompile(`'shape'\s*:\s*\(([^)]*)\)`)
-	orderRE = regexp.MustCompile(`'fortran_order'\s*:\s*True`)
-)
-
-// readU8 reads a C-ordered uint8 .npy stream without widening its values.
-func readU8(r io.Reader) (shape []int, data []uint8, err error) {
-	var pre [10]byte
-	if _, err := io.ReadFull(r, pre[:8]); err != nil || string(pre[:6]) != "\x93NUMPY" {
-		return nil, nil, fmt.Errorf("not a .npy array")
-	}
-	var hlen int
-	switch pre[6] {
-	case 1:
-		if _, err := io.ReadFull(r, pre[8:10]); err != nil {
-			return nil, nil, err
-		}
-		hlen = int(binary.LittleEndian.Uint16(pre[8:10]))
-	case 2, 3:
-		var b [4]byte
-		if _, err := io.ReadFull(r, b[:]); err != nil {
-			return nil, nil, err
-		}
-		hlen = int(binary.LittleEndian.Uint32(b[:]))
-	default:
-		return nil, nil, fmt.Errorf("unsupported .npy version %d", pre[6])
-	}
-	if hlen > 1<<20 {
-		return nil, nil, fmt.Errorf(".npy header of %d bytes is implausible", hlen)
-	}
-	hb := make([]byte, hlen)
-	if _, err := io.ReadFull(r, hb); err != nil {
-		return nil, nil, err
-	}
-	d, s := descrRE.FindSubmatch(hb), shapeRE.FindSubmatch(hb)
-	if d == nil || s == nil {
-		return nil, nil, fmt.Errorf(".npy header %q lacks descr or shape", hb)
-	}
-	if descr := string(d[1]); descr != "|u1" && descr != "<u1" && descr != "u1" {
-		return nil, nil, fmt.Errorf("patches are %s, not uint8", descr)
-	}
-	n := 1
-	for _, p := range strings.Split(string(s[1]), ",") {
-		if p = strings.TrimSpace(p); p == "" {
-			continue
-		}
-		v, err := strconv.Atoi(p)
-		if err != nil || v < 0 {
-			return nil, nil, fmt.Errorf("bad shape %q", s[1])
-		}
-		shape = append(shape, v)
-		n *= v
-	}
-	if orderRE.Match(hb) && len(shape) > 1 && n > 0 && shape[len(shape)-1] > 1 {
-		return nil, nil, fmt.Errorf("patches are stored in Fortran order; save them in C order")
-	}
-	data = make([]uint8, n)
-	if _, err := io.ReadFull(r, data); err != nil {
-		return nil, nil, fmt.Errorf("truncated data: %w", err)
-	}
-	return shape, data, nil
-}
-
 // Read reads a pool written by WriteNPZ (or by numpy.savez with the same arrays;
 // only images is required: tiers default to Train, sources to "").
 func Read(path string) (*Pool, error) {
@@ -177,7 +112,7 @@ func Read(path string) (*Pool, error) {
 			return nil, fmt.Errorf("pool: %s: %s: %w", path, f.Name, err)
 		}
 		if name == "images" {
-			shape, p.Images, err = readU8(rc)
+			shape, p.Images, err = npy.DecodeUint8(rc)
 			found = true
 		} else {
 			var a *npy.Array

@@ -3,11 +3,7 @@ package priortrain
 import (
 	"archive/zip"
 	"bufio"
-	"encoding/binary"
 	"fmt"
-	"io"
-	"regexp"
-	"strconv"
 	"strings"
 
 	"egg/checkpoint"
@@ -79,7 +75,7 @@ func LoadPool(path string) (*Pool, error) {
 			if err != nil {
 				return fail("%v", err)
 			}
-			shape, p.Images, err = readUint8NPY(bufio.NewReaderSize(rc, 1<<20))
+			shape, p.Images, err = npy.DecodeUint8(bufio.NewReaderSize(rc, 1<<20))
 			rc.Close()
 			if err != nil {
 				return fail("images: %v", err)
@@ -124,77 +120,3 @@ func LoadPool(path string) (*Pool, error) {
 	return p, nil
 }
 
-var (
-	descrRE   = regexp.MustCompile(`'descr'\s*:\s*'([^']*)'`)
-	fortranRE = regexp.MustCompile(`'fortran_order'\s*:\s*(True|False)`)
-	shapeRE   = regexp.MustCompile(`'shape'\s*:\s*\(([^)]*)\)`)
-)
-
-// readUint8NPY reads a C-ordered uint8 .npy array as bytes (package npy widens
-// integers to int64, eight times the memory).
-func readUint8NPY(r io.Reader) ([]int, []uint8, error) {
-	var pre [8]byte
-	if _, err := io.ReadFull(r, pre[:]); err != nil {
-		return nil, nil, fmt.Errorf("not an .npy array: %w", err)
-	}
-	if string(pre[:6]) != "\x93NUMPY" {
-		return nil, nil, fmt.Errorf("not an .npy array")
-	}
-	var hlen int
-	switch pre[6] {
-	case 1:
-		var b [2]byte
-		if _, err := io.ReadFull(r, b[:]); err != nil {
-			return nil, nil, err
-		}
-		hlen = int(binary.LittleEndian.Uint16(b[:]))
-	case 2, 3:
-		var b [4]byte
-		if _, err := io.ReadFull(r, b[:]); err != nil {
-			return nil, nil, err
-		}
-		hlen = int(binary.LittleEndian.Uint32(b[:]))
-	default:
-		return nil, nil, fmt.Errorf(".npy format version %d is not supported", pre[6])
-	}
-	if hlen > 1<<20 {
-		return nil, nil, fmt.Errorf(".npy header of %d bytes", hlen)
-	}
-	hdr := make([]byte, hlen)
-	if _, err := io.ReadFull(r, hdr); err != nil {
-		return nil, nil, err
-	}
-	h := string(hdr)
-	d, f, s := descrRE.FindStringSubmatch(h), fortranRE.FindStringSubmatch(h), shapeRE.FindStringSubmatch(h)
-	if d == nil || f == nil || s == nil {
-		return nil, nil, fmt.Errorf("malformed .npy header %q", strings.TrimSpace(h))
-	}
-	if d[1] != "|u1" && d[1] != "<u1" && d[1] != ">u1" && d[1] != "u1" {
-		return nil, nil, fmt.Errorf("dtype %s; want uint8 pixels (0-255)", d[1])
-	}
-	if f[1] == "True" {
-		return nil, nil, fmt.Errorf("Fortran-ordered array; save it C-ordered (numpy.ascontiguousarray)")
-	}
-	var shape []int
-	n := 1
-	for _, part := range strings.Split(s[1], ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		v, err := strconv.Atoi(part)
-		if err != nil || v < 0 {
-			return nil, nil, fmt.Errorf("bad shape (%s)", s[1])
-		}
-		shape = append(shape, v)
-		if v > 0 && n > (1<<40)/v {
-			return nil, nil, fmt.Errorf("shape (%s) is too large", s[1])
-		}
-		n *= v
-	}
-	data := make([]uint8, n)
-	if _, err := io.ReadFull(r, data); err != nil {
-		return nil, nil, fmt.Errorf("%d values expected: %w", n, err)
-	}
-	return shape, data, nil
-}
