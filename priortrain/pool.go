@@ -119,4 +119,3 @@ func LoadPool(path string) (*Pool, error) {
 	}
 	return p, nil
 }
-
