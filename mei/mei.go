@@ -353,6 +353,9 @@ func finish(dev *tensor.Device, dir string, s Settings, neuron int, rs map[uint6
 			rec.Activations[role] = respond(m, x, []int{neuron})[0]
 		}
 	}
+	if err := checkFinite(rec); err != nil {
+		return rec, err
+	}
 	base := fmt.Sprintf("neuron_%05d", neuron)
 	rec.Image, rec.Input = base+".png", base+".npy"
 	img, err := imageio.Image(b.input, 1, s.InputH, s.InputW, inputRange(b.input))
@@ -380,8 +383,28 @@ func finish(dev *tensor.Device, dir string, s Settings, neuron int, rs map[uint6
 		}
 	}
 	rec.Finished = time.Now().UTC()
-	j, _ := json.MarshalIndent(rec, "", "  ")
+	j, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return rec, fmt.Errorf("mei: the record of neuron %d: %w", neuron, err)
+	}
 	return rec, imageio.WriteFileAtomic(filepath.Join(dir, base+".json"), j)
+}
+
+// checkFinite refuses a record with a NaN or infinite response: a model that
+// outputs NaN would otherwise leave a record JSON cannot hold.
+func checkFinite(rec Record) error {
+	bad := func(v float32) bool { return math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) }
+	for _, role := range roles {
+		if v, ok := rec.Activations[role]; ok && bad(v) {
+			return fmt.Errorf("mei: neuron %d: the %s model's response to its MEI is %v (a damaged model file?); nothing was written for it", rec.Neuron, role, v)
+		}
+	}
+	for sd, v := range rec.SeedTrain {
+		if bad(v) {
+			return fmt.Errorf("mei: neuron %d: the train model's response to seed %s's image is %v (a damaged model file, or a --scale or --lr too large?)", rec.Neuron, sd, v)
+		}
+	}
+	return nil
 }
 
 // result is one (neuron, seed) outcome.

@@ -3,10 +3,12 @@ package mei
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"egg/adm"
@@ -260,5 +262,30 @@ func checkPriorImage(t *testing.T, dir string, r Record, p *Prior, tr energy.Tra
 		if d := got[i] - want[i]; d > 1e-5 || d < -1e-5 {
 			t.Fatalf("neuron %d: the prior image's model input differs at %d: %v, want %v", r.Neuron, i, got[i], want[i])
 		}
+	}
+}
+
+// nanModel answers NaN for every neuron.
+type nanModel struct{ Model }
+
+func (m nanModel) Forward(x *tensor.Tensor) *tensor.Tensor {
+	y := m.Model.Forward(x)
+	return tensor.Add(y, tensor.Full(y.Device(), float32(math.NaN()), y.Shape()...))
+}
+
+// TestNaNModel: a scoring model that outputs NaN ends the run with an error that
+// names the role; no record (empty or not) is left for the neuron.
+func TestNaNModel(t *testing.T) {
+	ga := ascent.Default()
+	ga.Iterations = 2
+	models := ModelSet{Train: tinyModel(t, 1), Within: nanModel{tinyModel(t, 2)}}
+	s := Settings{Method: "ga", Seeds: []uint64{0}, BatchSize: 2, InputH: 20, InputW: 20, Norm: 5, GA: &ga}
+	out := t.TempDir()
+	_, err := Run(context.Background(), dev, s, []int{0}, models, nil, out, nil)
+	if err == nil || !strings.Contains(err.Error(), "within model") {
+		t.Fatalf("error %v, want one naming the within model", err)
+	}
+	if recs, _ := filepath.Glob(filepath.Join(out, "ga", "neuron_*.json")); len(recs) != 0 {
+		t.Errorf("records left: %v", recs)
 	}
 }

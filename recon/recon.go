@@ -433,7 +433,10 @@ func Run(ctx context.Context, s Settings, t Targets, models Models, prior *Prior
 				return Summary{}, err
 			}
 			rec.Finished = time.Now().UTC()
-			j, _ := json.MarshalIndent(rec, "", "  ")
+			j, err := json.MarshalIndent(rec, "", "  ")
+			if err != nil { // a NaN distance: a model that outputs NaN
+				return Summary{}, fmt.Errorf("recon: the record of target %d: %w (does a model output NaN?)", id, err)
+			}
 			if err := imageio.WriteFileAtomic(filepath.Join(out, base(id)+".json"), j); err != nil {
 				return Summary{}, err
 			}
