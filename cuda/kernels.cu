@@ -946,3 +946,59 @@ DEV unsigned short f32_to_bf16(float f) {
 extern "C" __global__ BOUNDS(256) void egg_to_half(unsigned short* dst, const float* src, i64 n, int bf16) {
 	for (i64 i = GID_X(); i < n; i += GSTRIDE_X()) dst[i] = bf16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
 }
+
+// ---------------------------------------------------------------------------
+// MaxPool and MaxPoolGrad (tensor/pool.go's MaxPool2D). Geometry: planes p of
+// h x w, outputs oh x ow, window k, stride s, padding pad. arg holds each output's
+// winner, an index within its plane, as int32 bits.
+
+// One thread per output: the window's maximum, a NaN winning (the last of several).
+extern "C" __global__ BOUNDS(256) void egg_maxpool(float* out, int* arg, const float* x, i64 p, i64 h, i64 w, i64 oh,
+                                                   i64 ow, i64 k, i64 s, i64 pad) {
+	i64 n = p * oh * ow;
+	for (i64 o = GID_X(); o < n; o += GSTRIDE_X()) {
+		i64 ox = o % ow, oy = (o / ow) % oh, pl = o / (ow * oh);
+		i64 y0 = oy * s - pad, x0 = ox * s - pad;
+		i64 y1 = y0 + k < h ? y0 + k : h, x1 = x0 + k < w ? x0 + k : w;
+		if (y0 < 0) y0 = 0;
+		if (x0 < 0) x0 = 0;
+		const float* src = x + pl * h * w;
+		float best = -F_INF;
+		i64 bi = y0 * w + x0;
+		for (i64 iy = y0; iy < y1; iy++)
+			for (i64 ix = x0; ix < x1; ix++) {
+				float v = src[iy * w + ix];
+				if (v > best || v != v) {
+					best = v;
+					bi = iy * w + ix;
+				}
+			}
+		out[o] = best;
+		arg[o] = (int)bi;
+	}
+}
+
+// One thread per input pixel: the sum in float32, in output order, of the
+// gradients of the outputs it won.
+extern "C" __global__ BOUNDS(256) void egg_maxpool_grad(float* gx, const float* g, const int* arg, i64 p, i64 h, i64 w,
+                                                        i64 oh, i64 ow, i64 k, i64 s, i64 pad) {
+	i64 n = p * h * w;
+	for (i64 i = GID_X(); i < n; i += GSTRIDE_X()) {
+		i64 ix = i % w, iy = (i / w) % h, pl = i / (w * h);
+		i64 self = iy * w + ix;
+		// The outputs whose window holds (iy, ix): oy*s - pad <= iy < oy*s - pad + k.
+		i64 oy0 = iy + pad - k + 1, ox0 = ix + pad - k + 1;
+		oy0 = oy0 <= 0 ? 0 : (oy0 + s - 1) / s;
+		ox0 = ox0 <= 0 ? 0 : (ox0 + s - 1) / s;
+		i64 oy1 = (iy + pad) / s, ox1 = (ix + pad) / s;
+		if (oy1 > oh - 1) oy1 = oh - 1;
+		if (ox1 > ow - 1) ox1 = ow - 1;
+		float sum = 0.0f;
+		for (i64 oy = oy0; oy <= oy1; oy++)
+			for (i64 ox = ox0; ox <= ox1; ox++) {
+				i64 o = (pl * oh + oy) * ow + ox;
+				if (arg[o] == self) sum += g[o];
+			}
+		gx[i] = sum;
+	}
+}

@@ -507,3 +507,50 @@ func (d *Device) UpsampleGrad(gx, g tensor.Buffer, p, h, w, s int) {
 	gr, b := grid2(p*h, w)
 	d.launch("egg_upsample_grad", gr, b, 0, gx, g, int64(p*h), int64(w), int64(s))
 }
+
+// checkPool panics on a pooling geometry the kernels cannot take and reports
+// whether there is anything to do.
+func checkPool(method string, g tensor.PoolGeometry) bool {
+	for _, v := range []int{g.P, g.H, g.W, g.OH, g.OW, g.Pad} {
+		if v < 0 {
+			panic(fmt.Sprintf("cuda: %s: geometry %+v", method, g))
+		}
+	}
+	if g.K < 1 || g.S < 1 {
+		panic(fmt.Sprintf("cuda: %s: geometry %+v", method, g))
+	}
+	if g.H*g.W > limit32 {
+		panic(fmt.Sprintf("cuda: %s: geometry %+v: a plane's index exceeds 32 bits", method, g))
+	}
+	return g.P*g.H*g.W > 0 && g.OH*g.OW > 0
+}
+
+// MaxPool writes out [P, OH, OW], the windows' maxima of x, and arg, their winners.
+func (d *Device) MaxPool(out, arg, x tensor.Buffer, g tensor.PoolGeometry) {
+	if !checkPool("MaxPool", g) {
+		return
+	}
+	needBuffers("MaxPool", "out, arg, x", out, arg, x)
+	d.enter("MaxPool")
+	defer d.leave()
+	gr, b := grid1(g.P * g.OH * g.OW)
+	d.launch("egg_maxpool", gr, b, 0, out, arg, x, int64(g.P), int64(g.H), int64(g.W), int64(g.OH), int64(g.OW),
+		int64(g.K), int64(g.S), int64(g.Pad))
+}
+
+// MaxPoolGrad writes gx [P, H, W], each pixel's sum of the gradients of the
+// outputs it won.
+func (d *Device) MaxPoolGrad(gx, g, arg tensor.Buffer, pg tensor.PoolGeometry) {
+	if !checkPool("MaxPoolGrad", pg) {
+		if n := pg.P * pg.H * pg.W; n > 0 {
+			d.Fill(gx, n, 0)
+		}
+		return
+	}
+	needBuffers("MaxPoolGrad", "gx, g, arg", gx, g, arg)
+	d.enter("MaxPoolGrad")
+	defer d.leave()
+	gr, b := grid1(pg.P * pg.H * pg.W)
+	d.launch("egg_maxpool_grad", gr, b, 0, gx, g, arg, int64(pg.P), int64(pg.H), int64(pg.W), int64(pg.OH), int64(pg.OW),
+		int64(pg.K), int64(pg.S), int64(pg.Pad))
+}

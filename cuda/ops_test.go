@@ -52,6 +52,9 @@ func opCases() []opCase {
 		u("SoftmaxMiddle", func(x *tensor.Tensor) *tensor.Tensor { return tensor.Softmax(x, 1) }, -4, 4),
 		u("LogSoftmax", func(x *tensor.Tensor) *tensor.Tensor { return tensor.LogSoftmax(x, -1) }, -4, 4),
 		u("Permute", func(x *tensor.Tensor) *tensor.Tensor { return tensor.Permute(x, 2, 0, 1) }, -2, 2),
+		{"MaxPool2x2", [][]int{{2, 3, 9, 8}}, -2, 2, func(x []*tensor.Tensor) *tensor.Tensor { return tensor.MaxPool2D(x[0], 2, 2, 0) }},
+		{"MaxPool3x3Overlapping", [][]int{{2, 3, 9, 8}}, -2, 2, func(x []*tensor.Tensor) *tensor.Tensor { return tensor.MaxPool2D(x[0], 3, 1, 1) }},
+		{"MaxPool3x3Stride2", [][]int{{1, 2, 11, 10}}, -2, 2, func(x []*tensor.Tensor) *tensor.Tensor { return tensor.MaxPool2D(x[0], 3, 2, 1) }},
 		u("Expand", func(x *tensor.Tensor) *tensor.Tensor {
 			return tensor.Expand(tensor.Slice(x, 1, 0, 1, 1), 2, 3, 4, 7)
 		}, -2, 2),

@@ -158,4 +158,20 @@ type Kernels interface {
 	Upsample(out, x Buffer, p, h, w, s int)
 	// UpsampleGrad writes gx [p, h, w] = sum of g [p, h*s, w*s] over each s x s block.
 	UpsampleGrad(gx, g Buffer, p, h, w, s int)
+	// MaxPool writes out [P, OH, OW] = the maximum of each window of x [P, H, W]
+	// (padding -Inf; a NaN wins, the last of several), and arg, the window's
+	// winner as an index within its plane, stored as int32 bits.
+	MaxPool(out, arg, x Buffer, g PoolGeometry)
+	// MaxPoolGrad writes gx [P, H, W] = the sum of g [P, OH, OW] over the outputs
+	// whose winner (arg) is that pixel, in output order, in float32 (as the host
+	// adds them).
+	MaxPoolGrad(gx, g, arg Buffer, pg PoolGeometry)
+}
+
+// PoolGeometry is one 2D pooling as Kernels.MaxPool sees it.
+type PoolGeometry struct {
+	P, H, W int // input planes [P, H, W]
+	OH, OW  int // output size
+	K, S    int // window and stride, the same on both axes
+	Pad     int
 }

@@ -360,3 +360,23 @@ func attentionPoolDev(q, k, v, f *Tensor) (out, weights *Tensor) {
 	out = Sum(Mul(yT, Reshape(Transpose(f, 0, 1), 1, e, n)), false, 1)
 	return out, Permute(wT, 0, 2, 1).Detach()
 }
+
+// maxPoolDev is MaxPool2D on the device: the winners' indices stay on the device
+// for the backward pass, which gathers each input pixel's gradient.
+func maxPoolDev(x *Tensor, g poolGeom) *Tensor {
+	kern, d := x.dev.kern, x.dev
+	out := empty(d, withHW(x.shape, g.ho, g.wo)...)
+	arg := empty(d, out.Len())
+	pg := PoolGeometry{P: g.p, H: g.h, W: g.w, OH: g.ho, OW: g.wo, K: g.k, S: g.s, Pad: g.pad}
+	if out.Len() > 0 {
+		kern.MaxPool(out.st.out(), arg.st.out(), x.st.in(), pg)
+	}
+	xs := x.shape
+	return record(out, "MaxPool2D", []*Tensor{x}, func(gr *Tensor) []*Tensor {
+		gx := empty(d, xs...)
+		if gx.Len() > 0 {
+			kern.MaxPoolGrad(gx.st.out(), gr.st.in(), arg.st.in(), pg)
+		}
+		return []*Tensor{gx}
+	})
+}

@@ -527,6 +527,54 @@ func (k hostKernels) Upsample(out, x Buffer, p, h, w, s int) {
 	}
 }
 
+func (k hostKernels) MaxPool(out, arg, x Buffer, g PoolGeometry) {
+	os, as, xs := k.mem(out, g.P*g.OH*g.OW), k.mem(arg, g.P*g.OH*g.OW), k.mem(x, g.P*g.H*g.W)
+	for pl := 0; pl < g.P; pl++ {
+		for oy := 0; oy < g.OH; oy++ {
+			y0, y1 := max(oy*g.S-g.Pad, 0), min(oy*g.S-g.Pad+g.K, g.H)
+			for ox := 0; ox < g.OW; ox++ {
+				x0, x1 := max(ox*g.S-g.Pad, 0), min(ox*g.S-g.Pad+g.K, g.W)
+				best, bi := float32(math.Inf(-1)), y0*g.W+x0
+				for iy := y0; iy < y1; iy++ {
+					for ix := x0; ix < x1; ix++ {
+						if v := xs[pl*g.H*g.W+iy*g.W+ix]; v > best || v != v {
+							best, bi = v, iy*g.W+ix
+						}
+					}
+				}
+				o := (pl*g.OH+oy)*g.OW + ox
+				os[o], as[o] = best, math.Float32frombits(uint32(int32(bi)))
+			}
+		}
+	}
+}
+
+func (k hostKernels) MaxPoolGrad(gx, g, arg Buffer, pg PoolGeometry) {
+	gxs, gs, as := k.mem(gx, pg.P*pg.H*pg.W), k.mem(g, pg.P*pg.OH*pg.OW), k.mem(arg, pg.P*pg.OH*pg.OW)
+	for pl := 0; pl < pg.P; pl++ {
+		for iy := 0; iy < pg.H; iy++ {
+			for ix := 0; ix < pg.W; ix++ {
+				var sum float32
+				for oy := 0; oy < pg.OH; oy++ {
+					if y0 := oy*pg.S - pg.Pad; iy < y0 || iy >= y0+pg.K {
+						continue
+					}
+					for ox := 0; ox < pg.OW; ox++ {
+						if x0 := ox*pg.S - pg.Pad; ix < x0 || ix >= x0+pg.K {
+							continue
+						}
+						o := (pl*pg.OH+oy)*pg.OW + ox
+						if int(int32(math.Float32bits(as[o]))) == iy*pg.W+ix {
+							sum += gs[o]
+						}
+					}
+				}
+				gxs[(pl*pg.H+iy)*pg.W+ix] = sum
+			}
+		}
+	}
+}
+
 func (k hostKernels) UpsampleGrad(gx, g Buffer, p, h, w, s int) {
 	gxs, gs := k.mem(gx, p*h*w), k.mem(g, p*h*s*w*s)
 	for pl := 0; pl < p; pl++ {

@@ -121,6 +121,9 @@ func AvgPool2D(x *Tensor, kernel, stride, padding int) *Tensor {
 // padding exceeds half the kernel or the input is too small.
 func MaxPool2D(x *Tensor, kernel, stride, padding int) *Tensor {
 	g := newPoolGeom("MaxPool2D", x, kernel, stride, padding)
+	if x.dev.kern != nil {
+		return maxPoolDev(x, g)
+	}
 	out := empty(x.dev, withHW(x.shape, g.ho, g.wo)...)
 	arg := make([]int32, out.Len()) // index within the plane
 	x.dev.parallel(g.p, 1, func(lo, hi int) {

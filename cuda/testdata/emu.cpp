@@ -70,6 +70,8 @@ const Entry kernels[] = {
     KERNEL(egg_upsample),
     KERNEL(egg_upsample_grad),
     KERNEL(egg_to_half),
+    KERNEL(egg_maxpool),
+    KERNEL(egg_maxpool_grad),
 };
 const size_t nkernels = sizeof(kernels) / sizeof(kernels[0]);
 
