@@ -1002,3 +1002,110 @@ extern "C" __global__ BOUNDS(256) void egg_maxpool_grad(float* gx, const float* 
 		gx[i] = sum;
 	}
 }
+
+// ---------------------------------------------------------------------------
+// GridSample and its gradients (tensor/gridsample.go): bilinear, zero padding.
+// x [n, c, h, w], grid [n, p, 2] (x then y, normalised), out [n, c, p].
+
+#define GRID_BLOCK 8 // tensor's gridBlock: the host adds x's gradient in blocks of 8 points
+
+struct GridPt {
+	i64 x0, y0;
+	float w, n; // distances to the north-west corner
+};
+
+// grid_unnorm maps a normalised coordinate to pixels (tensor's gridUnnormalize).
+DEV float grid_unnorm(float g, i64 size, int align) {
+	if (align) return (g + 1.0f) * ((float)(size - 1) / 2.0f);
+	return __builtin_fmaf(g + 1.0f, (float)size / 2.0f, -0.5f);
+}
+
+DEV float grid_mult(i64 size, int align) { return align ? (float)(size - 1) / 2.0f : (float)size / 2.0f; }
+
+// grid_locate is tensor's locate: far outside (or NaN) samples nothing.
+DEV GridPt grid_locate(const float* grid, i64 i, i64 w, i64 h, int align) {
+	float px = grid_unnorm(grid[2 * i], w, align), py = grid_unnorm(grid[2 * i + 1], h, align);
+	float xf = __builtin_floorf(px), yf = __builtin_floorf(py);
+	GridPt p;
+	if (!(xf >= -2.0f && xf <= (float)w && yf >= -2.0f && yf <= (float)h)) {
+		p.x0 = -2;
+		p.y0 = -2;
+		p.w = 0.0f;
+		p.n = 0.0f;
+		return p;
+	}
+	p.x0 = (i64)xf;
+	p.y0 = (i64)yf;
+	p.w = px - xf;
+	p.n = py - yf;
+	return p;
+}
+
+DEV float grid_at(const float* img, i64 xi, i64 yi, i64 w, i64 h) {
+	return (xi < 0 || xi >= w || yi < 0 || yi >= h) ? 0.0f : img[yi * w + xi];
+}
+
+// One thread per (point, channel) output.
+extern "C" __global__ BOUNDS(256) void egg_grid_sample(float* out, const float* x, const float* grid, i64 n, i64 c, i64 h,
+                                                       i64 w, i64 p, int align) {
+	i64 total = n * c * p;
+	for (i64 o = GID_X(); o < total; o += GSTRIDE_X()) {
+		i64 q = o % p, ch = (o / p) % c, b = o / (p * c);
+		GridPt pt = grid_locate(grid, b * p + q, w, h, align);
+		float e = 1.0f - pt.w, s = 1.0f - pt.n;
+		float nw = s * e, ne = s * pt.w, sw = pt.n * e, se = pt.n * pt.w;
+		const float* img = x + (b * c + ch) * h * w;
+		float v = __builtin_fmaf(grid_at(img, pt.x0 + 1, pt.y0, w, h), ne, grid_at(img, pt.x0, pt.y0, w, h) * nw);
+		v = __builtin_fmaf(grid_at(img, pt.x0, pt.y0 + 1, w, h), sw, v);
+		out[o] = __builtin_fmaf(grid_at(img, pt.x0 + 1, pt.y0 + 1, w, h), se, v);
+	}
+}
+
+// One thread per pixel of gx: the contributions the host's scatter adds to it, in
+// its order (blocks of GRID_BLOCK points, corner by corner).
+extern "C" __global__ BOUNDS(256) void egg_grid_sample_grad_x(float* gx, const float* g, const float* grid, i64 n, i64 c,
+                                                              i64 h, i64 w, i64 p, int align) {
+	i64 total = n * c * h * w;
+	for (i64 i = GID_X(); i < total; i += GSTRIDE_X()) {
+		i64 ix = i % w, iy = (i / w) % h, pl = i / (w * h), b = pl / c;
+		const float* gp = g + pl * p;
+		float sum = 0.0f;
+		for (i64 q0 = 0; q0 < p; q0 += GRID_BLOCK) {
+			i64 q1 = q0 + GRID_BLOCK < p ? q0 + GRID_BLOCK : p;
+			for (int corner = 0; corner < 4; corner++) {
+				i64 dx = corner % 2, dy = corner / 2;
+				for (i64 q = q0; q < q1; q++) {
+					GridPt pt = grid_locate(grid, b * p + q, w, h, align);
+					if (pt.x0 + dx != ix || pt.y0 + dy != iy) continue;
+					float wx = dx ? pt.w : 1.0f - pt.w, wy = dy ? pt.n : 1.0f - pt.n;
+					sum += wy * wx * gp[q];
+				}
+			}
+		}
+		gx[i] = sum;
+	}
+}
+
+// One thread per point: the gradient of its samples w.r.t. its grid coordinates,
+// summed over channels with g.
+extern "C" __global__ BOUNDS(256) void egg_grid_sample_grad_grid(float* ggrid, const float* g, const float* x,
+                                                                 const float* grid, i64 n, i64 c, i64 h, i64 w, i64 p,
+                                                                 int align) {
+	i64 total = n * p;
+	for (i64 i = GID_X(); i < total; i += GSTRIDE_X()) {
+		i64 q = i % p, b = i / p;
+		GridPt pt = grid_locate(grid, i, w, h, align);
+		float e = 1.0f - pt.w, s = 1.0f - pt.n;
+		float dx = 0.0f, dy = 0.0f;
+		for (i64 ch = 0; ch < c; ch++) {
+			const float* img = x + (b * c + ch) * h * w;
+			float gv = g[(b * c + ch) * p + q];
+			float vnw = grid_at(img, pt.x0, pt.y0, w, h), vne = grid_at(img, pt.x0 + 1, pt.y0, w, h);
+			float vsw = grid_at(img, pt.x0, pt.y0 + 1, w, h), vse = grid_at(img, pt.x0 + 1, pt.y0 + 1, w, h);
+			dx = __builtin_fmaf(__builtin_fmaf(vse - vsw, pt.n, (vne - vnw) * s), gv, dx);
+			dy = __builtin_fmaf(__builtin_fmaf(vse - vne, pt.w, (vsw - vnw) * e), gv, dy);
+		}
+		ggrid[2 * i] = dx * grid_mult(w, align);
+		ggrid[2 * i + 1] = dy * grid_mult(h, align);
+	}
+}

@@ -554,3 +554,65 @@ func (d *Device) MaxPoolGrad(gx, g, arg tensor.Buffer, pg tensor.PoolGeometry) {
 	d.launch("egg_maxpool_grad", gr, b, 0, gx, g, arg, int64(pg.P), int64(pg.H), int64(pg.W), int64(pg.OH), int64(pg.OW),
 		int64(pg.K), int64(pg.S), int64(pg.Pad))
 }
+
+// checkGrid panics on a GridSample geometry the kernels cannot take and reports
+// whether there is anything to do.
+func checkGrid(method string, g tensor.GridGeometry) bool {
+	for _, v := range []int{g.N, g.C, g.H, g.W, g.P} {
+		if v < 0 {
+			panic(fmt.Sprintf("cuda: %s: geometry %+v", method, g))
+		}
+	}
+	return g.N*g.C*g.P > 0
+}
+
+func gridArgs(g tensor.GridGeometry) []any {
+	align := int32(0)
+	if g.AlignCorners {
+		align = 1
+	}
+	return []any{int64(g.N), int64(g.C), int64(g.H), int64(g.W), int64(g.P), align}
+}
+
+// GridSample writes out [N, C, P], x sampled bilinearly at grid's points.
+func (d *Device) GridSample(out, x, grid tensor.Buffer, g tensor.GridGeometry) {
+	if !checkGrid("GridSample", g) {
+		return
+	}
+	needBuffers("GridSample", "out, x, grid", out, x, grid)
+	d.enter("GridSample")
+	defer d.leave()
+	gr, b := grid1(g.N * g.C * g.P)
+	d.launch("egg_grid_sample", gr, b, 0, append([]any{out, x, grid}, gridArgs(g)...)...)
+}
+
+// GridSampleGradX writes gx [N, C, H, W], GridSample's adjoint applied to g.
+func (d *Device) GridSampleGradX(gx, g, grid tensor.Buffer, gg tensor.GridGeometry) {
+	n := gg.N * gg.C * gg.H * gg.W
+	if !checkGrid("GridSampleGradX", gg) {
+		if n > 0 {
+			d.Fill(gx, n, 0)
+		}
+		return
+	}
+	needBuffers("GridSampleGradX", "gx, g, grid", gx, g, grid)
+	d.enter("GridSampleGradX")
+	defer d.leave()
+	gr, b := grid1(n)
+	d.launch("egg_grid_sample_grad_x", gr, b, 0, append([]any{gx, g, grid}, gridArgs(gg)...)...)
+}
+
+// GridSampleGradGrid writes ggrid [N, P, 2], the samples' gradient w.r.t. the grid.
+func (d *Device) GridSampleGradGrid(ggrid, g, x, grid tensor.Buffer, gg tensor.GridGeometry) {
+	if !checkGrid("GridSampleGradGrid", gg) {
+		if n := gg.N * gg.P * 2; n > 0 {
+			d.Fill(ggrid, n, 0)
+		}
+		return
+	}
+	needBuffers("GridSampleGradGrid", "ggrid, g, x, grid", ggrid, g, x, grid)
+	d.enter("GridSampleGradGrid")
+	defer d.leave()
+	gr, b := grid1(gg.N * gg.P)
+	d.launch("egg_grid_sample_grad_grid", gr, b, 0, append([]any{ggrid, g, x, grid}, gridArgs(gg)...)...)
+}

@@ -52,6 +52,8 @@ func opCases() []opCase {
 		u("SoftmaxMiddle", func(x *tensor.Tensor) *tensor.Tensor { return tensor.Softmax(x, 1) }, -4, 4),
 		u("LogSoftmax", func(x *tensor.Tensor) *tensor.Tensor { return tensor.LogSoftmax(x, -1) }, -4, 4),
 		u("Permute", func(x *tensor.Tensor) *tensor.Tensor { return tensor.Permute(x, 2, 0, 1) }, -2, 2),
+		{"GridSample", [][]int{{2, 3, 5, 6}, {2, 4, 3, 2}}, -1.2, 1.2, func(x []*tensor.Tensor) *tensor.Tensor { return tensor.GridSample(x[0], x[1], false) }},
+		{"GridSampleAlign", [][]int{{2, 3, 5, 6}, {2, 13, 1, 2}}, -1.2, 1.2, func(x []*tensor.Tensor) *tensor.Tensor { return tensor.GridSample(x[0], x[1], true) }},
 		{"MaxPool2x2", [][]int{{2, 3, 9, 8}}, -2, 2, func(x []*tensor.Tensor) *tensor.Tensor { return tensor.MaxPool2D(x[0], 2, 2, 0) }},
 		{"MaxPool3x3Overlapping", [][]int{{2, 3, 9, 8}}, -2, 2, func(x []*tensor.Tensor) *tensor.Tensor { return tensor.MaxPool2D(x[0], 3, 1, 1) }},
 		{"MaxPool3x3Stride2", [][]int{{1, 2, 11, 10}}, -2, 2, func(x []*tensor.Tensor) *tensor.Tensor { return tensor.MaxPool2D(x[0], 3, 2, 1) }},

@@ -119,16 +119,8 @@ func (r *GaussianReadout) SetTraining(training bool) { r.Training = training }
 // Grid clamps Mu to [-1, 1] in place and returns the positions read in evaluation,
 // a [1, N, 1, 2] tensor.
 func (r *GaussianReadout) Grid() *tensor.Tensor {
-	clampInPlace(r.Mu.Data(), -1, 1) // done with the slice before the op below uses Mu
+	r.Mu.Assign(tensor.Clamp(r.Mu.Detach(), -1, 1))
 	return tensor.Clamp(r.Mu, -1, 1)
-}
-
-// clampInPlace clamps xs on the host. Callers pass Mu.Data() and finish before any
-// op uses Mu, so the slice is still Mu's storage on an accelerator; no copy on the CPU.
-func clampInPlace(xs []float32, lo, hi float32) {
-	for i, v := range xs {
-		xs[i] = min(max(v, lo), hi)
-	}
 }
 
 // Forward implements Readout for x [B, C, H, W].
@@ -137,7 +129,7 @@ func (r *GaussianReadout) Forward(x *tensor.Tensor) *tensor.Tensor {
 		panic(fmt.Sprintf("encoder: Gaussian readout: feature map %v, want [B, %d, H, W]", x.Shape(), r.Features.Dim(1)))
 	}
 	b, c, n := x.Dim(0), x.Dim(1), r.Neurons()
-	clampInPlace(r.Mu.Data(), -1, 1) // in place, before any op below uses Mu
+	r.Mu.Assign(tensor.Clamp(r.Mu.Detach(), -1, 1)) // in place, as PyTorch's mu.data.clamp_ (on the device there)
 	var grid *tensor.Tensor
 	if r.Training {
 		rows := b

@@ -8,19 +8,18 @@ import (
 	"egg/tensor"
 )
 
-// TestModelsStayOnDevice: the data-driven preset's forward pass and input gradient
-// (what gradient ascent and guidance run at every step) move nothing between host
-// and device once the weights and the input are there. The preset is shrunk (fewer
+// TestModelsStayOnDevice: each preset's forward pass and input gradient (what
+// gradient ascent and guidance run at every step) move nothing between host and
+// device once the weights and the input are there. The presets are shrunk (fewer
 // channels and neurons, smaller images) to keep the host reference kernels quick;
-// the layers are the same. (The task-driven preset is not here: its stem's
-// MaxPool2D and its Gaussian readout's GridSample have no device kernels yet and
-// run on the host, on small tensors.)
+// the layers are the same.
 func TestModelsStayOnDevice(t *testing.T) {
 	for _, tc := range []struct {
 		preset string
 		shrink func(*Config)
 	}{
 		{"v4_data_driven", func(c *Config) { c.Core.SE2d.HiddenChannels = 16 }},
+		{"v4_task_driven", func(c *Config) {}},
 	} {
 		t.Run(tc.preset, func(t *testing.T) {
 			dev, tr := testdevice.Counting()

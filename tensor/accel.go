@@ -166,6 +166,22 @@ type Kernels interface {
 	// whose winner (arg) is that pixel, in output order, in float32 (as the host
 	// adds them).
 	MaxPoolGrad(gx, g, arg Buffer, pg PoolGeometry)
+	// GridSample writes out [N, C, P], bilinear samples of x at grid's points
+	// (zero padding), as tensor's GridSample.
+	GridSample(out, x, grid Buffer, g GridGeometry)
+	// GridSampleGradX writes gx [N, C, H, W], the adjoint of GridSample applied to
+	// g [N, C, P]: each pixel's sum of its corner weights times g.
+	GridSampleGradX(gx, g, grid Buffer, gg GridGeometry)
+	// GridSampleGradGrid writes ggrid [N, P, 2], the gradient of the samples with
+	// respect to the grid, summed over channels with g.
+	GridSampleGradGrid(ggrid, g, x, grid Buffer, gg GridGeometry)
+}
+
+// GridGeometry is one GridSample as Kernels see it: x [N, C, H, W] sampled at P
+// points per image, grid [N, P, 2].
+type GridGeometry struct {
+	N, C, H, W, P int
+	AlignCorners  bool
 }
 
 // PoolGeometry is one 2D pooling as Kernels.MaxPool sees it.

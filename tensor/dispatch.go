@@ -380,3 +380,29 @@ func maxPoolDev(x *Tensor, g poolGeom) *Tensor {
 		return []*Tensor{gx}
 	})
 }
+
+// gridSampleDev is GridSample on the device.
+func gridSampleDev(x, grid *Tensor, g GridGeometry, hg, wg int) *Tensor {
+	kern, d := x.dev.kern, x.dev
+	out := empty(d, g.N, g.C, hg, wg)
+	if out.Len() > 0 {
+		kern.GridSample(out.st.out(), x.st.in(), grid.st.in(), g)
+	}
+	xs, gs := x.shape, grid.shape
+	return record(out, "GridSample", []*Tensor{x, grid}, func(gr *Tensor) []*Tensor {
+		var gx, ggrid *Tensor
+		if needs(x) {
+			gx = New(d, xs...)
+			if out.Len() > 0 {
+				kern.GridSampleGradX(gx.st.out(), gr.st.in(), grid.st.in(), g)
+			}
+		}
+		if needs(grid) {
+			ggrid = New(d, gs...)
+			if out.Len() > 0 {
+				kern.GridSampleGradGrid(ggrid.st.out(), gr.st.in(), x.st.in(), grid.st.in(), g)
+			}
+		}
+		return []*Tensor{gx, ggrid}
+	})
+}

@@ -60,6 +60,9 @@ func GridSample(x, grid *Tensor, alignCorners bool) *Tensor {
 	p := hg * wg // points per image
 	hw := h * w
 	d := x.dev
+	if d.kern != nil {
+		return gridSampleDev(x, grid, GridGeometry{N: n, C: c, H: h, W: w, P: p, AlignCorners: alignCorners}, hg, wg)
+	}
 
 	// Sampling points, and d pixel / d grid per axis.
 	_, multX := gridUnnormalize(0, w, alignCorners)

@@ -591,3 +591,100 @@ func (k hostKernels) UpsampleGrad(gx, g Buffer, p, h, w, s int) {
 		}
 	}
 }
+
+// gridPoints computes the sampling points of grid (as GridSample does) and the
+// factors d pixel / d grid.
+func gridPoints(gs []float32, g GridGeometry) (pts []gridPoint, multX, multY float32) {
+	_, multX = gridUnnormalize(0, g.W, g.AlignCorners)
+	_, multY = gridUnnormalize(0, g.H, g.AlignCorners)
+	pts = make([]gridPoint, g.N*g.P)
+	for i := range pts {
+		px, _ := gridUnnormalize(gs[2*i], g.W, g.AlignCorners)
+		py, _ := gridUnnormalize(gs[2*i+1], g.H, g.AlignCorners)
+		pts[i] = locate(px, py, g.W, g.H)
+	}
+	return pts, multX, multY
+}
+
+// gridAt returns pixel (xi, yi) of img (h x w), or 0 outside.
+func gridAt(img []float32, xi, yi, w, h int) float32 {
+	if xi < 0 || xi >= w || yi < 0 || yi >= h {
+		return 0
+	}
+	return img[yi*w+xi]
+}
+
+func (k hostKernels) GridSample(out, x, grid Buffer, g GridGeometry) {
+	hw := g.H * g.W
+	os, xs := k.mem(out, g.N*g.C*g.P), k.mem(x, g.N*g.C*hw)
+	pts, _, _ := gridPoints(k.mem(grid, g.N*g.P*2), g)
+	for i, pt := range pts {
+		b, q := i/g.P, i%g.P
+		e, s := 1-pt.w, 1-pt.n
+		nw, ne, sw, se := s*e, s*pt.w, pt.n*e, pt.n*pt.w
+		for ch := 0; ch < g.C; ch++ {
+			img := xs[(b*g.C+ch)*hw : (b*g.C+ch+1)*hw]
+			v := fusedMulAdd32(gridAt(img, pt.x0+1, pt.y0, g.W, g.H), ne, gridAt(img, pt.x0, pt.y0, g.W, g.H)*nw)
+			v = fusedMulAdd32(gridAt(img, pt.x0, pt.y0+1, g.W, g.H), sw, v)
+			os[(b*g.C+ch)*g.P+q] = fusedMulAdd32(gridAt(img, pt.x0+1, pt.y0+1, g.W, g.H), se, v)
+		}
+	}
+}
+
+// GridSampleGradX gathers, for each pixel, the contributions the host's scatter
+// adds to it, in the same order (blocks of gridBlock points, corner by corner).
+func (k hostKernels) GridSampleGradX(gx, g, grid Buffer, gg GridGeometry) {
+	hw := gg.H * gg.W
+	gxs, gs := k.mem(gx, gg.N*gg.C*hw), k.mem(g, gg.N*gg.C*gg.P)
+	pts, _, _ := gridPoints(k.mem(grid, gg.N*gg.P*2), gg)
+	for pl := 0; pl < gg.N*gg.C; pl++ {
+		b := pl / gg.C
+		gp := gs[pl*gg.P : (pl+1)*gg.P]
+		for iy := 0; iy < gg.H; iy++ {
+			for ix := 0; ix < gg.W; ix++ {
+				var sum float32
+				for q0 := 0; q0 < gg.P; q0 += gridBlock {
+					blk := pts[b*gg.P+q0 : b*gg.P+min(q0+gridBlock, gg.P)]
+					for corner := 0; corner < 4; corner++ {
+						dx, dy := corner%2, corner/2
+						for kk, pt := range blk {
+							if pt.x0+dx != ix || pt.y0+dy != iy {
+								continue
+							}
+							wx, wy := 1-pt.w, 1-pt.n
+							if dx == 1 {
+								wx = pt.w
+							}
+							if dy == 1 {
+								wy = pt.n
+							}
+							sum += float32(wy * wx * gp[q0+kk])
+						}
+					}
+				}
+				gxs[pl*hw+iy*gg.W+ix] = sum
+			}
+		}
+	}
+}
+
+func (k hostKernels) GridSampleGradGrid(ggrid, g, x, grid Buffer, gg GridGeometry) {
+	hw := gg.H * gg.W
+	ggs, gs, xs := k.mem(ggrid, gg.N*gg.P*2), k.mem(g, gg.N*gg.C*gg.P), k.mem(x, gg.N*gg.C*hw)
+	pts, multX, multY := gridPoints(k.mem(grid, gg.N*gg.P*2), gg)
+	for i, pt := range pts {
+		b, q := i/gg.P, i%gg.P
+		e, s := 1-pt.w, 1-pt.n
+		var dx, dy float32
+		for ch := 0; ch < gg.C; ch++ {
+			img := xs[(b*gg.C+ch)*hw : (b*gg.C+ch+1)*hw]
+			gv := gs[(b*gg.C+ch)*gg.P+q]
+			vnw, vne := gridAt(img, pt.x0, pt.y0, gg.W, gg.H), gridAt(img, pt.x0+1, pt.y0, gg.W, gg.H)
+			vsw, vse := gridAt(img, pt.x0, pt.y0+1, gg.W, gg.H), gridAt(img, pt.x0+1, pt.y0+1, gg.W, gg.H)
+			dx = fusedMulAdd32(fusedMulAdd32(vse-vsw, pt.n, (vne-vnw)*s), gv, dx)
+			dy = fusedMulAdd32(fusedMulAdd32(vse-vne, pt.w, (vsw-vnw)*e), gv, dy)
+		}
+		ggs[2*i] = dx * multX
+		ggs[2*i+1] = dy * multY
+	}
+}

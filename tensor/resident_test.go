@@ -52,3 +52,33 @@ func TestConvStackStaysOnDevice(t *testing.T) {
 		}
 	}
 }
+
+// TestAssign: Assign writes into the tensor's storage (its views see it), records
+// no gradient, and on a device copies there without a host transfer.
+func TestAssign(t *testing.T) {
+	dev, tr := testdevice.Counting()
+	for _, d := range []*tensor.Device{tensor.CPU(1), dev} {
+		p := tensor.FromSlice(d, []float32{-3, 0.5, 2}, 3).SetRequiresGrad(true)
+		view := p.Detach()
+		tensor.Clamp(p, -1, 1) // uploads p on the device
+		d.Sync()
+		tr.Reset()
+		p.Assign(tensor.Clamp(p.Detach(), -1, 1))
+		d.Sync()
+		if up, down := tr.Elements(); up != 0 || down != 0 {
+			t.Errorf("%d elements uploaded, %d downloaded", up, down)
+		}
+		if got := view.Values(); got[0] != -1 || got[1] != 0.5 || got[2] != 1 {
+			t.Errorf("the view holds %v after Assign", got)
+		}
+		if !p.RequiresGrad() {
+			t.Error("Assign dropped requires-grad")
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Assign of 2 elements into 3 did not panic")
+		}
+	}()
+	tensor.New(tensor.CPU(1), 3).Assign(tensor.New(tensor.CPU(1), 2))
+}

@@ -134,6 +134,24 @@ func (t *Tensor) SetValues(src []float32) {
 	copy(t.data, src)
 }
 
+// Assign copies src's elements into t's storage in place (shared with t's views),
+// recording no gradient: an in-place update of a parameter, as PyTorch's
+// param.data.copy_(src). When both are on the same accelerator the copy stays on
+// it. It panics when the element counts differ.
+func (t *Tensor) Assign(src *Tensor) {
+	if src.Len() != t.Len() {
+		panic(fmt.Sprintf("tensor: Assign of %v into %v", src.shape, t.shape))
+	}
+	switch {
+	case t.st != nil && src.st != nil && src.dev == t.dev:
+		t.st.copyFrom(src.st)
+	case t.st != nil:
+		t.st.setValues(src.Values())
+	default:
+		copy(t.data, src.Values())
+	}
+}
+
 // Item returns the only element of a one-element tensor.
 func (t *Tensor) Item() float32 {
 	if t.Len() != 1 {

@@ -72,6 +72,9 @@ const Entry kernels[] = {
     KERNEL(egg_to_half),
     KERNEL(egg_maxpool),
     KERNEL(egg_maxpool_grad),
+    KERNEL(egg_grid_sample),
+    KERNEL(egg_grid_sample_grad_x),
+    KERNEL(egg_grid_sample_grad_grid),
 };
 const size_t nkernels = sizeof(kernels) / sizeof(kernels[0]);
 
