@@ -52,6 +52,8 @@ type meniOptions struct {
 	natSteps int
 	natSeed  uint64
 	stdout   io.Writer
+	jobs     jobOptions
+	cmd      *cobra.Command // for --executor slurm: the task's command line
 }
 
 func newMENICmd(g *globalOptions) *cobra.Command {
@@ -104,7 +106,7 @@ Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
   egg meni --pool pool.npz --train m1.safetensors,m2.safetensors --within m3.safetensors --neurons 0-9 \
       --weights prior.safetensors --scale 1,2,5,10 --steps 50 --norm 50 --top 5 --out meni/`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runMENI(cmd.Context(), g, o) },
+		RunE: func(cmd *cobra.Command, _ []string) error { o.cmd = cmd; return runMENI(cmd.Context(), g, o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.pool, "pool", "", "image pool (.npz from egg pool) searched for natural images (default: the built-in pool)")
@@ -124,6 +126,7 @@ Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
 	f.IntVar(&o.natSteps, "naturalness-steps", 50, "timesteps K of the prior's likelihood bound per image (bits/dim); 0 turns naturalness off")
 	f.Uint64Var(&o.natSeed, "naturalness-seed", 0, "seed of the naturalness timesteps and noise")
 	o.prior.addFlags(f, "50")
+	o.jobs.addFlags(f, "neurons")
 	return cmd
 }
 
@@ -221,6 +224,27 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 	if o.batchSize < 1 {
 		o.batchSize = 8
 	}
+	shard, err := o.jobs.parse()
+	if err != nil {
+		return err
+	}
+	// A neuron is done when its EGG image at the last scale is.
+	record := filepath.Join("scale_"+scaleName(scales[len(scales)-1]), "egg", meiRecord)
+	if o.jobs.executor == "slurm" {
+		// The last task to finish merges the run (naturalness, meni.json, the sweep).
+		return submitSlurm(ctx, o.cmd, &o.jobs, o.out, "meni", record, func([]int) error {
+			var sum meniSummary
+			b, err := os.ReadFile(filepath.Join(o.out, "meni.json"))
+			if err == nil {
+				err = json.Unmarshal(b, &sum)
+			}
+			if err != nil {
+				return fmt.Errorf("the run's summary: %w (run egg meni without --executor to merge it here)", err)
+			}
+			printMENITable(stdout, sum)
+			return nil
+		})
+	}
 	logf := stderrLog(o.quiet)
 	df := defaultFlags{Train: &o.train, Within: &o.within, Cross: &o.cross, Truth: &o.truth, Prior: &o.prior, Pool: &o.pool}
 	if _, err := applyDefaults(g, df, logf); err != nil {
@@ -271,6 +295,24 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return fmt.Errorf("cannot create the output folder: %w", err)
 	}
+	if shard.IsWhole() {
+		return o.stages(ctx, dev, stdout, neurons, true, scales, seeds, ih, iw, models, prior, sched, clipX0, est, natInfo)
+	}
+	// A shard makes its neurons' natural and EGG images; the last one to finish
+	// runs the stages over every neuron (reading what the shards made) for the
+	// naturalness and the summary.
+	return runShard(ctx, o.out, "meni", shard, shard.Of(neurons), record, func() error {
+		return o.stages(ctx, dev, stdout, shard.Of(neurons), false, scales, seeds, ih, iw, models, prior, sched, clipX0, est, natInfo)
+	}, func(all []int) error {
+		return o.stages(ctx, dev, stdout, all, true, scales, seeds, ih, iw, models, prior, sched, clipX0, est, natInfo)
+	})
+}
+
+// stages runs meni's stages for neurons: the natural images and EGG at each scale,
+// then (whole) the naturalness, meni.json and the sweep page.
+func (o *meniOptions) stages(ctx context.Context, dev *tensor.Device, stdout io.Writer, neurons []int, whole bool, scales []float64,
+	seeds []uint64, ih, iw int, models mei.ModelSet, prior *mei.Prior, sched *diffusion.Schedule, clipX0 bool,
+	est *naturalness.Estimator, natInfo *meniNaturalness) error {
 	loadPool := sync.OnceValues(func() (*pool.Pool, error) { return pool.Read(o.pool) })
 
 	// 1. Natural images.
@@ -293,7 +335,8 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 			return fmt.Errorf("interrupted; finished work is in %s, run again to resume", o.out)
 		}
 		s := mei.Settings{Method: "egg", Seeds: seeds, BatchSize: o.batchSize, InputH: ih, InputW: iw, Norm: o.norm,
-			Scale: sc, GradNorm: o.gradNorm, Steps: sched.NumTimesteps, PriorName: o.prior.weights, ClipX0: clipX0}
+			Scale: sc, GradNorm: o.gradNorm, Steps: sched.NumTimesteps, PriorName: o.prior.weights, ClipX0: clipX0,
+			NoSummary: !whole}
 		bar := progress.New(os.Stderr, len(neurons)*len(seeds), progress.Options{Description: "EGG scale " + scaleName(sc), Unit: "MEIs", Hidden: o.quiet})
 		scaleDir := filepath.Join(o.out, "scale_"+scaleName(sc))
 		sum, err := mei.Run(ctx, dev, s, neurons, models, prior, scaleDir, bar)
@@ -318,6 +361,10 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 				"their naturalness is left out (delete %s to remake them)\n", scaleName(sc), missing, scaleDir)
 		}
 		x0s[scaleName(sc)] = kept
+	}
+
+	if !whole {
+		return nil
 	}
 
 	// 3. Naturalness.

@@ -11,12 +11,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"egg/adm"
 	"egg/encoder"
+	"egg/jobs"
 	"egg/energy"
 	"egg/mei"
 	"egg/models"
@@ -469,4 +471,47 @@ func sameModelInput(dev *tensor.Device, x0 []float32, channels, size int, tr ene
 		}
 	}
 	return true
+}
+
+// TestMENIShards: egg meni in two shards (--shard 0/2, 1/2) makes the run a whole
+// run makes: the last shard merges it (naturalness, meni.json), and meni.json's
+// numbers equal the whole run's.
+func TestMENIShards(t *testing.T) {
+	dir := t.TempDir()
+	poolFile, m1, m2, priorFile := meniPoolFile(t, dir, 30), meniModelFile(t, dir, 1), meniModelFile(t, dir, 2), meniPriorFile(t, dir)
+	run := func(out, shard string) {
+		t.Helper()
+		o := &meniOptions{
+			pool: poolFile, train: m1, within: m2, neurons: "0-2", seeds: "0,1", scales: "1,2", norm: 10, gradNorm: "sample",
+			top: 3, batchSize: 4, out: filepath.Join(dir, out), quiet: true, natSteps: 6, natSeed: 3, stdout: io.Discard,
+			prior: priorOptions{weights: priorFile, steps: "3", noiseSchedule: "linear", diffSteps: 1000},
+			jobs:  jobOptions{shard: shard},
+		}
+		if err := runMENI(context.Background(), testGlobal, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run("whole", "")
+	for i, sh := range []string{"1/2", "0/2"} {
+		run("sharded", sh)
+		_, err := os.Stat(filepath.Join(dir, "sharded", "meni.json"))
+		if (err == nil) != (i == 1) {
+			t.Fatalf("after shard %s: meni.json exists %v", sh, err == nil)
+		}
+	}
+	read := func(out string) meniSummary {
+		var s meniSummary
+		b, err := os.ReadFile(filepath.Join(dir, out, "meni.json"))
+		if err != nil || json.Unmarshal(b, &s) != nil {
+			t.Fatalf("%s/meni.json: %v", out, err)
+		}
+		return s
+	}
+	a, b := read("whole"), read("sharded")
+	if len(a.Neurons) != 3 || !reflect.DeepEqual(a.Median, b.Median) || !reflect.DeepEqual(a.Neurons, b.Neurons) {
+		t.Errorf("whole %+v\nsharded %+v", a.Median, b.Median)
+	}
+	if rs, err := jobs.Status(filepath.Join(dir, "sharded"), 0, ""); err != nil || !rs.Complete() {
+		t.Errorf("status %+v, %v", rs, err)
+	}
 }
