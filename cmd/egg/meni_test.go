@@ -18,8 +18,8 @@ import (
 
 	"egg/adm"
 	"egg/encoder"
-	"egg/jobs"
 	"egg/energy"
+	"egg/jobs"
 	"egg/mei"
 	"egg/models"
 	"egg/naturalness"
