@@ -130,25 +130,17 @@ func runMEI(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *meiOpt
 	if _, err := applyDefaults(g, df, logf); err != nil {
 		return err
 	}
-	dev, err := g.device()
+	rs, err := setupRun(g, df, o.norm, paperNormMEI, logf)
 	if err != nil {
 		return err
 	}
-	models, train, err := loadModelSet(dev, o.train, o.within, o.cross, o.truth)
-	if err != nil {
-		return err
-	}
-	neurons, err := parseNeurons(o.neurons, train.Neurons())
+	dev, models, norm := rs.dev, rs.models, rs.norm
+	neurons, err := parseNeurons(o.neurons, rs.train.Neurons())
 	if err != nil {
 		return err
 	}
 	neurons = shard.Of(neurons)
-	shape := inputShape(train)
-	norm, err := resolveNorm(o.norm, paperNormMEI, shape[1], shape[2], logf)
-	if err != nil {
-		return err
-	}
-	s := mei.Settings{Method: o.method, Seeds: seeds, BatchSize: o.batchSize, InputH: shape[1], InputW: shape[2], Norm: norm}
+	s := mei.Settings{Method: o.method, Seeds: seeds, BatchSize: o.batchSize, InputH: rs.ih, InputW: rs.iw, Norm: norm}
 	var prior *mei.Prior
 	if o.method == "egg" {
 		if prior, _, err = o.prior.loadPrior(dev, true); err != nil {

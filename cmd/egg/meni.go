@@ -250,21 +250,14 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 	if _, err := applyDefaults(g, df, logf); err != nil {
 		return err
 	}
-	dev, err := g.device()
+	rs, err := setupRun(g, df, o.norm, paperNormMENI, logf)
 	if err != nil {
 		return err
 	}
-	models, train, err := loadModelSet(dev, o.train, o.within, o.cross, o.truth)
+	dev, models, ih, iw := rs.dev, rs.models, rs.ih, rs.iw
+	o.norm = rs.norm
+	neurons, err := parseNeurons(o.neurons, rs.train.Neurons())
 	if err != nil {
-		return err
-	}
-	neurons, err := parseNeurons(o.neurons, train.Neurons())
-	if err != nil {
-		return err
-	}
-	shape := inputShape(train)
-	ih, iw := shape[1], shape[2]
-	if o.norm, err = resolveNorm(o.norm, paperNormMENI, ih, iw, logf); err != nil {
 		return err
 	}
 	// The prior first, so that a bad prior flag fails before the pool is scored.

@@ -285,3 +285,40 @@ func parseSeeds(spec string) ([]uint64, error) {
 	}
 	return out, nil
 }
+
+// runSetup is what a command that makes images for model neurons starts from: the
+// device, the models by role (with their files' hashes), the driving model, and
+// the model input's size and L2 norm.
+type runSetup struct {
+	dev    *tensor.Device
+	models mei.ModelSet
+	train  encoder.Model
+	ih, iw int
+	norm   float32
+}
+
+// setupRun opens the device, loads the models of the roles in df (after the
+// built-in defaults have filled those left empty: applyDefaults) and resolves the
+// input norm: norm, or 0 for the paper's norm paper at 100x100 scaled to the input.
+func setupRun(g *globalOptions, df defaultFlags, norm float32, paper float64, logf func(string, ...any)) (*runSetup, error) {
+	dev, err := g.device()
+	if err != nil {
+		return nil, err
+	}
+	role := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	models, train, err := loadModelSet(dev, role(df.Train), role(df.Within), role(df.Cross), role(df.Truth))
+	if err != nil {
+		return nil, err
+	}
+	shape := inputShape(train)
+	r := &runSetup{dev: dev, models: models, train: train, ih: shape[1], iw: shape[2]}
+	if r.norm, err = resolveNorm(norm, paper, r.ih, r.iw, logf); err != nil {
+		return nil, err
+	}
+	return r, nil
+}

@@ -192,21 +192,12 @@ func runReconstruct(ctx context.Context, g *globalOptions, o *reconstructOptions
 		o.targetPool = builtin.Pool
 		logf("no --targets or --data: reconstructing the validation patches of egg's built-in pool, %s", builtin.Pool)
 	}
-	dev, err := g.device()
+	rs, err := setupRun(g, defaultFlags{Train: &o.train, Within: &o.within, Cross: &o.cross}, o.norm, paperNormRecon, logf)
 	if err != nil {
 		return err
 	}
-	set, train, err := loadModelSet(dev, o.train, o.within, o.cross, "")
-	if err != nil {
-		return err
-	}
-	models := recon.Models{Train: set.Train, Within: set.Within, Cross: set.Cross, Files: set.Files}
-	shape := inputShape(train)
-	ih, iw := shape[1], shape[2]
-	norm, err := resolveNorm(o.norm, paperNormRecon, ih, iw, logf)
-	if err != nil {
-		return err
-	}
+	dev, train, ih, iw, norm := rs.dev, rs.train, rs.ih, rs.iw, rs.norm
+	models := recon.Models{Train: rs.models.Train, Within: rs.models.Within, Cross: rs.models.Cross, Files: rs.models.Files}
 	targets, source, err := loadReconTargets(dev, o, train, ih, iw)
 	if err != nil {
 		return err
