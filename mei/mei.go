@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sort"
 	"time"
 
@@ -176,6 +177,9 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 	var todo []int
 	for _, n := range neurons {
 		if r, err := readRecord(dir, n); err == nil {
+			if d := differs(r, s, models.Files); d != "" {
+				return Summary{}, fmt.Errorf("mei: %s holds neuron %d's MEI made with other %s: give another --out, or delete its records to remake them", dir, n, d)
+			}
 			done = append(done, r)
 			if progress != nil {
 				progress.Add(len(s.Seeds))
@@ -388,6 +392,39 @@ func finish(dev *tensor.Device, dir string, s Settings, neuron int, rs map[uint6
 		return rec, fmt.Errorf("mei: the record of neuron %d: %w", neuron, err)
 	}
 	return rec, imageio.WriteFileAtomic(filepath.Join(dir, base+".json"), j)
+}
+
+// differs says how a record's settings or model files differ from the run's, or ""
+// when they do not. The batch size (the results do not depend on it) and file
+// paths (the same file may lie elsewhere on another machine) do not count; the
+// files' hashes do.
+func differs(r Record, s Settings, files map[string][]FileHash) string {
+	a, b := r.Settings, s
+	a.BatchSize, b.BatchSize, a.PriorName, b.PriorName = 0, 0, "", ""
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	if string(ja) != string(jb) {
+		return fmt.Sprintf("settings (%s; now %s)", ja, jb)
+	}
+	return FilesDiffer(r.Models, files)
+}
+
+// FilesDiffer says how two runs' model files differ by role, by their hashes (not
+// their paths), or "" when they do not.
+func FilesDiffer(a, b map[string][]FileHash) string {
+	hashes := func(m map[string][]FileHash) string {
+		var parts []string
+		for _, role := range append(roles, "prior") {
+			for _, h := range m[role] {
+				parts = append(parts, role+":"+h.SHA256)
+			}
+		}
+		return strings.Join(parts, " ")
+	}
+	if ha, hb := hashes(a), hashes(b); ha != hb {
+		return fmt.Sprintf("model files (%s; now %s)", ha, hb)
+	}
+	return ""
 }
 
 // checkFinite refuses a record with a NaN or infinite response: a model that

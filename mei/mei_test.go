@@ -289,3 +289,48 @@ func TestNaNModel(t *testing.T) {
 		t.Errorf("records left: %v", recs)
 	}
 }
+
+// TestResumeRefusesOtherRuns: a folder's records are reused only by a run with the
+// same settings and model files (by hash); another batch size or file path is the
+// same run, another norm or model file is refused in one line, and nothing is
+// overwritten.
+func TestResumeRefusesOtherRuns(t *testing.T) {
+	ga := ascent.Default()
+	ga.Iterations = 2
+	base := Settings{Method: "ga", Seeds: []uint64{0}, BatchSize: 2, InputH: 20, InputW: 20, Norm: 5, GA: &ga}
+	files := func(within string) map[string][]FileHash {
+		return map[string][]FileHash{"train": {{Path: "a.safetensors", SHA256: "aa"}}, "within": {{Path: "b.safetensors", SHA256: within}}}
+	}
+	out := t.TempDir()
+	models := ModelSet{Train: tinyModel(t, 1), Files: files("bb")}
+	if _, err := Run(context.Background(), dev, base, []int{0, 1}, models, nil, out, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := readAll(t, filepath.Join(out, "ga"))
+	for _, c := range []struct {
+		name   string
+		change func(s *Settings, m *ModelSet)
+		err    string // "" for a resumed run
+	}{
+		{"another batch size", func(s *Settings, m *ModelSet) { s.BatchSize = 1 }, ""},
+		{"the same file elsewhere", func(s *Settings, m *ModelSet) {
+			m.Files = files("bb")
+			m.Files["train"][0].Path = "/elsewhere/a.safetensors"
+		}, ""},
+		{"another norm", func(s *Settings, m *ModelSet) { s.Norm = 6 }, "other settings"},
+		{"another within model", func(s *Settings, m *ModelSet) { m.Files = files("cc") }, "other model files"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, m := base, models
+			m.Files = files("bb")
+			c.change(&s, &m)
+			_, err := Run(context.Background(), dev, s, []int{0, 1}, m, nil, out, nil)
+			if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+				t.Fatalf("error %v, want %q", err, c.err)
+			}
+			if after := readAll(t, filepath.Join(out, "ga")); !reflect.DeepEqual(before, after) {
+				t.Error("the records changed")
+			}
+		})
+	}
+}

@@ -337,6 +337,9 @@ func Run(ctx context.Context, s Settings, t Targets, models Models, prior *Prior
 	var todo []int // positions in t
 	for i, id := range t.IDs {
 		if r, err := ReadRecord(out, id); err == nil {
+			if d := differs(r, s, models.Files); d != "" {
+				return Summary{}, fmt.Errorf("recon: %s holds target %d's reconstruction made with other %s: give another --out, or delete its records to remake them", out, id, d)
+			}
 			done = append(done, r)
 			if progress != nil {
 				progress.Add(1)
@@ -451,6 +454,19 @@ func Run(ctx context.Context, s Settings, t Targets, models Models, prior *Prior
 		return sum, nil
 	}
 	return sum, writeSummary(out, sum)
+}
+
+// differs says how a record's settings or model files differ from the run's, or ""
+// (the batch size and the prior's path do not count; the files' hashes do).
+func differs(r Record, s Settings, files map[string][]mei.FileHash) string {
+	a, b := r.Settings, s
+	a.BatchSize, b.BatchSize, a.PriorName, b.PriorName = 0, 0, "", ""
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	if string(ja) != string(jb) {
+		return fmt.Sprintf("settings (%s; now %s)", ja, jb)
+	}
+	return mei.FilesDiffer(r.Models, files)
 }
 
 func writeSummary(out string, sum Summary) error {
