@@ -27,8 +27,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sort"
+	"strings"
 	"time"
 
 	"egg/ascent"
