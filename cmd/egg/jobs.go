@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/shlex"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -129,7 +130,11 @@ func runShard(ctx context.Context, dir, command string, s jobs.Shard, items []in
 // submitSlurm submits the shards of the run in dir that are not done as one
 // sbatch array and, with --wait, follows them to the end and merges the run.
 func submitSlurm(ctx context.Context, cmd *cobra.Command, j *jobOptions, dir, command, record string, merge func(all []int) error) error {
-	sl := jobs.Slurm{Args: strings.Fields(j.slurmArgs), Poll: 2 * time.Second}
+	sargs, err := shlex.Split(j.slurmArgs)
+	if err != nil {
+		return usagef("--slurm-args %q: %v", j.slurmArgs, err)
+	}
+	sl := jobs.Slurm{Args: sargs, Poll: 2 * time.Second}
 	if err := sl.Available(); err != nil {
 		return err
 	}
