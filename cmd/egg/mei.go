@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 
@@ -140,6 +141,18 @@ func runMEI(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *meiOpt
 		return err
 	}
 	neurons = shard.Of(neurons)
+	switch {
+	case o.batchSize < 0:
+		return usagef("--batch-size %d: want a positive number of samples per batch, or 0 for the device's choice", o.batchSize)
+	case o.method == "egg" && !(o.scale >= 0 && !math.IsInf(o.scale, 0)):
+		return usagef("--scale %v: want a finite energy scale >= 0", o.scale)
+	case o.method == "ga" && !(o.lr > 0 && !math.IsInf(o.lr, 0)):
+		return usagef("--lr %v: want a finite positive learning rate", o.lr)
+	case o.method == "ga" && !(o.blur >= 0 && !math.IsInf(o.blur, 0)):
+		return usagef("--blur %v: want a blur sigma >= 0 (0: none)", o.blur)
+	case o.method == "ga" && o.iterations < 1:
+		return usagef("--iterations %d: want at least 1", o.iterations)
+	}
 	s := mei.Settings{Method: o.method, Seeds: seeds, BatchSize: o.batchSize, InputH: rs.ih, InputW: rs.iw, Norm: norm}
 	var prior *mei.Prior
 	if o.method == "egg" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -277,6 +278,9 @@ func parseSeeds(spec string) ([]uint64, error) {
 		v, err := strconv.ParseUint(p, 10, 64)
 		if err != nil {
 			return nil, usagef("--seeds %q: want non-negative integers like 0,1,2", spec)
+		}
+		if slices.Contains(out, v) {
+			return nil, usagef("--seeds %q: seed %d is given twice (it would make the same image twice)", spec, v)
 		}
 		out = append(out, v)
 	}
