@@ -148,3 +148,39 @@ func TestStatus(t *testing.T) {
 		t.Error("an empty folder has a status")
 	}
 }
+
+// TestLockMerge: one merger at a time; the lock is free again once released.
+func TestLockMerge(t *testing.T) {
+	dir := t.TempDir()
+	unlock, ok, err := LockMerge(dir)
+	if err != nil || !ok {
+		t.Fatalf("first lock: %v %v", ok, err)
+	}
+	if _, ok2, err := LockMerge(dir); err != nil || ok2 {
+		t.Errorf("second lock while held: ok %v, %v", ok2, err)
+	}
+	unlock()
+	unlock2, ok, err := LockMerge(dir)
+	if err != nil || !ok {
+		t.Fatalf("lock after release: %v %v", ok, err)
+	}
+	unlock2()
+}
+
+// TestCreateManifest: the first creates it; later ones leave it as it is.
+func TestCreateManifest(t *testing.T) {
+	dir := t.TempDir()
+	if err := CreateManifest(dir, Manifest{Command: "mei", Shards: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateManifest(dir, Manifest{Command: "meni", Shards: 3}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ReadManifest(dir)
+	if err != nil || m.Command != "mei" || m.Shards != 2 {
+		t.Errorf("manifest %+v, %v", m, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*.new")); len(left) > 0 {
+		t.Errorf("left over: %v", left)
+	}
+}

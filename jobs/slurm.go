@@ -54,7 +54,14 @@ func (sl Slurm) Submit(ctx context.Context, dir string, argv []string, shards in
 	for _, a := range argv {
 		q = append(q, shellQuote(a))
 	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return SlurmJob{}, fmt.Errorf("jobs: %w", err)
+	}
+	// The task runs where the run was submitted from (its relative paths), whatever
+	// working folder sbatch gives it.
 	script := "#!/bin/sh\n# One shard of an egg run: written by egg, submitted with sbatch --array.\n" +
+		"cd " + shellQuote(cwd) + " || exit 1\n" +
 		"exec " + strings.Join(q, " ") + fmt.Sprintf(" --shard \"$SLURM_ARRAY_TASK_ID/%d\"\n", shards)
 	path := filepath.Join(sdir, "task.sh")
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
@@ -118,11 +125,22 @@ func (sl Slurm) Wait(ctx context.Context, jobs []SlurmJob, tick func(queued []st
 	if poll <= 0 {
 		poll = 5 * time.Second
 	}
+	failures := 0
 	for {
 		q, err := sl.Queued(ctx, jobs)
 		if err != nil {
-			return err
+			// A busy controller may time out: try again a few times.
+			if failures++; failures > 3 {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(poll):
+			}
+			continue
 		}
+		failures = 0
 		if tick != nil {
 			tick(q)
 		}

@@ -88,6 +88,25 @@ func WriteJSON(path string, v any) error {
 	return nil
 }
 
+// CreateManifest writes m as dir's manifest unless there is one already (then it
+// does nothing): the first of several shards that start at once creates it, and
+// none replaces a submitter's.
+func CreateManifest(dir string, m Manifest) error {
+	path := ManifestPath(dir)
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	tmp := path + fmt.Sprintf(".%d.new", os.Getpid())
+	if err := WriteJSON(tmp, m); err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("jobs: %w", err)
+	}
+	return nil
+}
+
 // ReadManifest reads a run folder's manifest.
 func ReadManifest(dir string) (Manifest, error) {
 	var m Manifest

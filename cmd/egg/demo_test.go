@@ -417,7 +417,7 @@ func TestMEIDefaults(t *testing.T) {
 		})
 	}
 	// Without defaults, an empty --train says how to get them.
-	o := &meiOptions{method: "ga", neurons: "0", seeds: "0", out: t.TempDir(), quiet: true}
+	o := &meiOptions{method: "ga", neurons: "0", seeds: "0", iterations: 2, lr: 10, blur: 1, out: t.TempDir(), quiet: true}
 	if err := runMEI(context.Background(), nil, missingGlobal(), o); err == nil || !strings.Contains(err.Error(), "no --train given") {
 		t.Errorf("error %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"egg/jobs"
+	"egg/progress"
+	"egg/tensor"
 )
 
 // jobOptions are the flags that run a command as shards of one run.
@@ -76,53 +79,91 @@ func taskArgv(cmd *cobra.Command) ([]string, error) {
 	return argv, nil
 }
 
-// runShard runs work, the shard s of the run in dir over items (already the
-// shard's block), recording the shard's state; a run of several shards is merged
-// by merge once the last one is done. A cancelled context makes the error
-// Transient (exit status 75, requeued by SLURM's RequeueExit=75).
-func runShard(ctx context.Context, dir, command string, s jobs.Shard, items []int, record string, work func() error, merge func(all []int) error) error {
-	if s.IsWhole() {
+// shardRun is one process's part of a run kept in a folder.
+type shardRun struct {
+	dir, command string
+	record       string     // an item's record file, a fmt pattern relative to dir
+	shard        jobs.Shard // this process's part
+	explicit     bool       // --shard was given: the state is kept even for 0/1
+	args         []string   // the canonical command line (nil when unknown, as in tests)
+	items        []int      // the shard's items
+}
+
+// newShardRun describes the part of the run in dir that this process does.
+func newShardRun(cmd *cobra.Command, j *jobOptions, s jobs.Shard, dir, command, record string, items []int) shardRun {
+	r := shardRun{dir: dir, command: command, record: record, shard: s, explicit: j.shard != "", items: items}
+	if cmd != nil {
+		if argv, err := taskArgv(cmd); err == nil {
+			r.args = argv[1:]
+		}
+	}
+	return r
+}
+
+// checkManifest refuses to add to a run of another command line or shard count.
+func checkManifest(m jobs.Manifest, dir string, shards int, args []string) error {
+	if m.Shards != shards {
+		return usagef("%s is a run of %d shards: give --shard i/%d (or --shards %d), or another --out", dir, m.Shards, m.Shards, m.Shards)
+	}
+	if m.Args != nil && args != nil && !slices.Equal(m.Args, args) {
+		return usagef("%s is a run of another command line (%s; now %s): give another --out, or the same flags",
+			dir, strings.Join(m.Args, " "), strings.Join(args, " "))
+	}
+	return nil
+}
+
+// runShard runs work, the shard of the run, recording its state; once every shard
+// is done, the one that finishes last merges the run (under the run's merge lock,
+// so that two shards finishing at once do not both merge). A cancelled context
+// makes the error Transient (exit status 75, requeued by SLURM's RequeueExit=75);
+// a device failure, or a failed merge, leaves the shard failed.
+func runShard(ctx context.Context, r shardRun, work func() error, merge func(all []int) error) error {
+	if !r.explicit {
 		return work()
 	}
-	// The first shard to start writes the manifest (a submitter has already).
-	if _, err := jobs.ReadManifest(dir); errors.Is(err, os.ErrNotExist) {
-		var args []string
-		for i := 1; i < len(os.Args); i++ {
-			switch a := os.Args[i]; {
-			case a == "--shard":
-				i++
-			case strings.HasPrefix(a, "--shard="):
-			default:
-				args = append(args, a)
-			}
-		}
-		m := jobs.Manifest{Command: command, Args: args, Shards: s.Count, Record: record}
-		if err := jobs.WriteJSON(jobs.ManifestPath(dir), m); err != nil {
-			return err
-		}
-	} else if err != nil {
+	// The first shard to start writes the manifest (when no submitter has).
+	if err := jobs.CreateManifest(r.dir, jobs.Manifest{Command: r.command, Args: r.args, Shards: r.shard.Count, Record: r.record}); err != nil {
 		return err
 	}
-	st, err := jobs.Begin(dir, s, items)
+	m, err := jobs.ReadManifest(r.dir)
 	if err != nil {
 		return err
 	}
-	err = work()
+	if err := checkManifest(m, r.dir, r.shard.Count, r.args); err != nil {
+		return err
+	}
+	st, err := jobs.Begin(r.dir, r.shard, r.items)
+	if err != nil {
+		return err
+	}
+	if derr := tensor.Catch(func() { err = work() }); derr != nil {
+		err = derr
+	}
 	if err != nil && ctx.Err() != nil {
 		err = jobs.Transient{Err: err}
 	}
-	if eerr := st.End(dir, err); eerr != nil && err == nil {
+	if eerr := st.End(r.dir, err); eerr != nil && err == nil {
 		err = eerr
 	}
 	if err != nil {
 		return err
 	}
-	rs, err := jobs.Status(dir, s.Count, record)
-	if err != nil {
+	rs, err := jobs.Status(r.dir, r.shard.Count, r.record)
+	if err != nil || !rs.Complete() {
 		return err
 	}
-	if rs.Complete() {
-		return merge(rs.AllItems())
+	unlock, ok, err := jobs.LockMerge(r.dir)
+	if err != nil || !ok {
+		return err // !ok: another shard is merging
+	}
+	defer unlock()
+	if err := merge(rs.AllItems()); err != nil {
+		err = fmt.Errorf("merging the run: %w", err)
+		if ctx.Err() != nil {
+			err = jobs.Transient{Err: err}
+		}
+		st.End(r.dir, err) // the shard is not done until the run is merged
+		return err
 	}
 	return nil
 }
@@ -148,8 +189,10 @@ func submitSlurm(ctx context.Context, cmd *cobra.Command, j *jobOptions, dir, co
 		m = jobs.Manifest{Command: command, Args: argv[1:], Shards: j.shards, Record: record}
 	case err != nil:
 		return err
-	case m.Shards != j.shards:
-		return usagef("%s is a run of %d shards: submit it again with --shards %d (or use another --out)", dir, m.Shards, m.Shards)
+	default:
+		if err := checkManifest(m, dir, j.shards, argv[1:]); err != nil {
+			return err
+		}
 	}
 	if q, err := sl.Queued(ctx, m.Jobs); err != nil {
 		return err
@@ -171,9 +214,17 @@ func submitSlurm(ctx context.Context, cmd *cobra.Command, j *jobOptions, dir, co
 		fmt.Fprintf(os.Stderr, "egg: %s: every shard is done\n", dir)
 		return merge(rs.AllItems())
 	}
+	// The manifest before the tasks start (they only create one where none is),
+	// then again with the job.
+	if err := jobs.WriteJSON(jobs.ManifestPath(dir), m); err != nil {
+		return err
+	}
 	job, err := sl.Submit(ctx, dir, argv, j.shards, missing, "egg-"+command)
 	if err != nil {
 		return err
+	}
+	if cur, err := jobs.ReadManifest(dir); err == nil {
+		m = cur
 	}
 	m.Jobs = append(m.Jobs, job)
 	if err := jobs.WriteJSON(jobs.ManifestPath(dir), m); err != nil {
@@ -212,4 +263,13 @@ func submitSlurm(ctx context.Context, cmd *cobra.Command, j *jobOptions, dir, co
 			job.ID, strings.Join(bad, ", "), dir, job.ID)
 	}
 	return merge(rs.AllItems())
+}
+
+// endBar ends a progress bar: full when the work succeeded, else where it stopped.
+func endBar(bar *progress.Bar, err error) {
+	if err != nil {
+		bar.Exit()
+		return
+	}
+	bar.Finish()
 }

@@ -113,15 +113,28 @@ func runMEI(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *meiOpt
 		printMEISummary(sum)
 		return nil
 	}
-	if o.jobs.executor == "slurm" {
-		return submitSlurm(ctx, cmd, &o.jobs, dir, "mei", meiRecord, merge)
-	}
+	// The flags first, so that a bad one fails before any work is submitted.
 	seeds, err := parseSeeds(o.seeds)
 	if err != nil {
 		return err
 	}
 	if o.norm < 0 {
 		return usagef("--norm %v: want a positive L2 norm (or 0 for the paper's, scaled to the input size)", o.norm)
+	}
+	switch {
+	case o.batchSize < 0:
+		return usagef("--batch-size %d: want a positive number of samples per batch, or 0 for the device's choice", o.batchSize)
+	case o.method == "egg" && !(o.scale >= 0 && !math.IsInf(o.scale, 0)):
+		return usagef("--scale %v: want a finite energy scale >= 0", o.scale)
+	case o.method == "ga" && !(o.lr > 0 && !math.IsInf(o.lr, 0)):
+		return usagef("--lr %v: want a finite positive learning rate", o.lr)
+	case o.method == "ga" && !(o.blur >= 0 && !math.IsInf(o.blur, 0)):
+		return usagef("--blur %v: want a blur sigma >= 0 (0: none)", o.blur)
+	case o.method == "ga" && o.iterations < 1:
+		return usagef("--iterations %d: want at least 1", o.iterations)
+	}
+	if o.jobs.executor == "slurm" {
+		return submitSlurm(ctx, cmd, &o.jobs, dir, "mei", meiRecord, merge)
 	}
 	logf := stderrLog(o.quiet)
 	df := defaultFlags{Train: &o.train, Within: &o.within, Cross: &o.cross, Truth: &o.truth}
@@ -141,18 +154,6 @@ func runMEI(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *meiOpt
 		return err
 	}
 	neurons = shard.Of(neurons)
-	switch {
-	case o.batchSize < 0:
-		return usagef("--batch-size %d: want a positive number of samples per batch, or 0 for the device's choice", o.batchSize)
-	case o.method == "egg" && !(o.scale >= 0 && !math.IsInf(o.scale, 0)):
-		return usagef("--scale %v: want a finite energy scale >= 0", o.scale)
-	case o.method == "ga" && !(o.lr > 0 && !math.IsInf(o.lr, 0)):
-		return usagef("--lr %v: want a finite positive learning rate", o.lr)
-	case o.method == "ga" && !(o.blur >= 0 && !math.IsInf(o.blur, 0)):
-		return usagef("--blur %v: want a blur sigma >= 0 (0: none)", o.blur)
-	case o.method == "ga" && o.iterations < 1:
-		return usagef("--iterations %d: want at least 1", o.iterations)
-	}
 	s := mei.Settings{Method: o.method, Seeds: seeds, BatchSize: o.batchSize, InputH: rs.ih, InputW: rs.iw, Norm: norm}
 	var prior *mei.Prior
 	if o.method == "egg" {
@@ -175,10 +176,10 @@ func runMEI(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *meiOpt
 	s.NoSummary = !shard.IsWhole()
 	bar := progress.New(os.Stderr, len(neurons)*len(seeds), progress.Options{Description: desc, Unit: "MEIs", Hidden: o.quiet})
 	var sum mei.Summary
-	err = runShard(ctx, dir, "mei", shard, neurons, meiRecord, func() error {
+	err = runShard(ctx, newShardRun(cmd, &o.jobs, shard, dir, "mei", meiRecord, neurons), func() error {
 		var err error
 		sum, err = mei.Run(ctx, dev, s, neurons, models, prior, o.out, bar)
-		bar.Finish()
+		endBar(bar, err)
 		return err
 	}, merge)
 	if err != nil {

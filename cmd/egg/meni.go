@@ -288,13 +288,13 @@ func runMENI(ctx context.Context, g *globalOptions, o *meniOptions) error {
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return fmt.Errorf("cannot create the output folder: %w", err)
 	}
-	if shard.IsWhole() {
+	if o.jobs.shard == "" {
 		return o.stages(ctx, dev, stdout, neurons, true, scales, seeds, ih, iw, models, prior, sched, clipX0, est, natInfo)
 	}
 	// A shard makes its neurons' natural and EGG images; the last one to finish
 	// runs the stages over every neuron (reading what the shards made) for the
 	// naturalness and the summary.
-	return runShard(ctx, o.out, "meni", shard, shard.Of(neurons), record, func() error {
+	return runShard(ctx, newShardRun(o.cmd, &o.jobs, shard, o.out, "meni", record, shard.Of(neurons)), func() error {
 		return o.stages(ctx, dev, stdout, shard.Of(neurons), false, scales, seeds, ih, iw, models, prior, sched, clipX0, est, natInfo)
 	}, func(all []int) error {
 		return o.stages(ctx, dev, stdout, all, true, scales, seeds, ih, iw, models, prior, sched, clipX0, est, natInfo)
@@ -333,7 +333,7 @@ func (o *meniOptions) stages(ctx context.Context, dev *tensor.Device, stdout io.
 		bar := progress.New(os.Stderr, len(neurons)*len(seeds), progress.Options{Description: "EGG scale " + scaleName(sc), Unit: "MEIs", Hidden: o.quiet})
 		scaleDir := filepath.Join(o.out, "scale_"+scaleName(sc))
 		sum, err := mei.Run(ctx, dev, s, neurons, models, prior, scaleDir, bar)
-		bar.Finish()
+		endBar(bar, err)
 		if !o.quiet {
 			fmt.Fprintln(os.Stderr)
 		}

@@ -237,10 +237,10 @@ func runReconstruct(ctx context.Context, g *globalOptions, o *reconstructOptions
 	}
 	bar := progress.New(os.Stderr, len(targets.IDs), progress.Options{Description: desc, Unit: "targets", Hidden: o.quiet})
 	var sum recon.Summary
-	err = runShard(ctx, o.out, "reconstruct", shard, targets.IDs, recon.RecordName, func() error {
+	err = runShard(ctx, newShardRun(o.cmd, &o.jobs, shard, o.out, "reconstruct", recon.RecordName, targets.IDs), func() error {
 		var err error
 		sum, err = recon.Run(ctx, s, targets, models, prior, o.out, bar)
-		bar.Finish()
+		endBar(bar, err)
 		return err
 	}, merge)
 	if err != nil {

@@ -49,7 +49,7 @@ func TestSlurmArray(t *testing.T) {
 		}
 		return buf.String()
 	}
-	work := []string{"mei", "--method", "ga", "--iterations", "300", "--neurons", "0-11", "--seeds", "0,1"}
+	work := []string{"mei", "--method", "ga", "--iterations", "300", "--batch-size", "1", "--neurons", "0-11", "--seeds", "0,1"}
 	out := filepath.Join(tmp, "slurm")
 	dir := filepath.Join(out, "ga")
 	slurm := append(append([]string{}, work...), "--out", out, "--shards", "4", "--executor", "slurm")
@@ -217,5 +217,26 @@ func TestShardInterrupted(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
 	if err != nil || json.Unmarshal(b, &sum) != nil || sum.Neurons != 6 {
 		t.Errorf("summary %s, %v", b, err)
+	}
+	// The same folder with another command line, or another shard count, is refused.
+	for _, bad := range [][]string{
+		append(args("0/2")[:7:7], "--neurons", "0-7", "--seeds", "0", "--out", out, "--quiet", "--shard", "0/2"),
+		args("0/3"),
+	} {
+		cmd := exec.Command(egg, bad...)
+		msg, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(msg), "is a run of") {
+			t.Errorf("egg %s: %v\n%s", strings.Join(bad, " "), err, msg)
+		}
+	}
+	// --shard 0/1 is a run of one shard: its state is kept and it merges itself.
+	one := filepath.Join(tmp, "one")
+	if msg, err := exec.Command(egg, "mei", "--method", "ga", "--iterations", "20", "--neurons", "0", "--seeds", "0",
+		"--out", one, "--quiet", "--shard", "0/1").CombinedOutput(); err != nil {
+		t.Fatalf("--shard 0/1: %v\n%s", err, msg)
+	}
+	if rs, err := jobs.Status(filepath.Join(one, "ga"), 0, ""); err != nil || !rs.Complete() {
+		t.Errorf("--shard 0/1: status %+v, %v", rs, err)
 	}
 }
