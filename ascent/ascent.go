@@ -14,6 +14,7 @@
 package ascent
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -65,8 +66,9 @@ type Result struct {
 }
 
 // Run performs gradient ascent from x0 (not modified). callback (may be nil) sees
-// every step. It returns an error if the objective becomes NaN or infinite.
-func Run(x0 *tensor.Tensor, f Objective, cfg Config, callback func(Step)) (Result, error) {
+// every step. It returns an error if the objective becomes NaN or infinite, and
+// ctx's error, between two steps, once ctx is done.
+func Run(ctx context.Context, x0 *tensor.Tensor, f Objective, cfg Config, callback func(Step)) (Result, error) {
 	if cfg.Iterations < 0 || cfg.LR <= 0 {
 		return Result{}, fmt.Errorf("ascent: need iterations >= 0 and a positive learning rate (got %d, %g)", cfg.Iterations, cfg.LR)
 	}
@@ -75,6 +77,9 @@ func Run(x0 *tensor.Tensor, f Objective, cfg Config, callback func(Step)) (Resul
 		optim.AdamConfig{Beta1: cfg.Beta1, Beta2: cfg.Beta2, Eps: cfg.Eps})
 	var res Result
 	for i := 0; i < cfg.Steps(); i++ {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
 		e := f(x)
 		if e.Rank() != 1 || e.Dim(0) != x.Dim(0) {
 			panic(fmt.Sprintf("ascent: objective of shape %v for a batch of %d", e.Shape(), x.Dim(0)))
@@ -100,9 +105,11 @@ func Run(x0 *tensor.Tensor, f Objective, cfg Config, callback func(Step)) (Resul
 		if cfg.Norm > 0 {
 			next = tensor.ChangeNorm(next, cfg.Norm)
 		}
-		// In place on the host (no op runs between taking the slices and the copy);
-		// next may share x's storage, when the copy is a no-op.
-		copy(x.Data(), next.Data())
+		// In place, on the device when x is there (next is x itself when there is
+		// neither blur nor norm).
+		if cfg.BlurSigma > 0 && cfg.BlurImage || cfg.Norm > 0 {
+			x.Assign(next)
+		}
 		res = Result{Image: x.Detach().Clone(), Evaluation: eval}
 		if callback != nil {
 			callback(Step{Index: i, Evaluation: eval, Grad: g, Preconditioned: pg, Image: res.Image})

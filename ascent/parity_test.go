@@ -1,6 +1,7 @@
 package ascent
 
 import (
+	"context"
 	"egg/internal/testdevice"
 	"math"
 	"regexp"
@@ -175,7 +176,7 @@ func checkGA(t *testing.T, c refvec.Case) {
 	// its divergence after it is logged.
 	t.Run("loop", func(t *testing.T) {
 		var worstI, worstE, after float64
-		res, err := Run(tensor.FromSlice(testDev, init, shape...), objective, cfg, func(s Step) {
+		res, err := Run(context.Background(), tensor.FromSlice(testDev, init, shape...), objective, cfg, func(s Step) {
 			i := s.Index
 			d, sc := refvec.Diff(s.Image.Data(), images[i*size:(i+1)*size])
 			de, se := refvec.Diff(s.Evaluation, evals[i:i+1])

@@ -16,6 +16,7 @@
 package guidance
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -183,11 +184,15 @@ func Noise(dev *tensor.Device, rngs []*rand.Rand, shape ...int) *tensor.Tensor {
 // Sample runs EGG from x_T over every respaced step of s. The noise of the stochastic
 // steps of sample k is drawn from rngs[k], in step order, so a sample's trajectory
 // does not depend on its batch. It stops with a *NonFiniteEnergyError if the energy
-// turns NaN or infinite (the step and sample are named).
-func Sample(model Denoiser, s *diffusion.Schedule, xT *tensor.Tensor, energy Energy, rngs []*rand.Rand, opts Options) (Result, error) {
+// turns NaN or infinite (the step and sample are named), and with ctx's error,
+// between two steps, once ctx is done.
+func Sample(ctx context.Context, model Denoiser, s *diffusion.Schedule, xT *tensor.Tensor, energy Energy, rngs []*rand.Rand, opts Options) (Result, error) {
 	x := xT
 	var last Step
 	for i := s.NumTimesteps - 1; i >= 0; i-- {
+		if err := ctx.Err(); err != nil {
+			return Result{}, err
+		}
 		var noise *tensor.Tensor
 		if i > 0 {
 			noise = Noise(x.Device(), rngs, x.Shape()...)

@@ -1,6 +1,7 @@
 package guidance
 
 import (
+	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -39,7 +40,7 @@ func TestNonFiniteEnergy(t *testing.T) {
 		})
 		rngs := []*rand.Rand{rand.New(rand.NewPCG(1, 0)), rand.New(rand.NewPCG(1, 1))}
 		xT := Noise(testDev, rngs, 2, 1, 8, 8)
-		_, err := Sample(unet, s, xT, energy, rngs, Options{Scale: 1})
+		_, err := Sample(context.Background(), unet, s, xT, energy, rngs, Options{Scale: 1})
 		var ne *NonFiniteEnergyError
 		if !errors.As(err, &ne) || ne.Sample != 1 || ne.Step != 1 {
 			t.Errorf("energy %v: error %v, want a NonFiniteEnergyError of sample 1 at step 1", bad, err)

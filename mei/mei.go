@@ -208,7 +208,7 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 	tr := energy.Transform{Height: s.InputH, Width: s.InputW, Norm: s.Norm}
 	for start, size := 0, 0; start < len(items); start += size {
 		if err := ctx.Err(); err != nil {
-			return Summary{}, fmt.Errorf("mei: interrupted; %d neurons are finished in %s, run again to resume", len(done), dir)
+			return Summary{}, interrupted(ctx, err, len(done), dir)
 		}
 		batch := items[start:min(start+s.BatchSize, len(items))]
 		size = len(batch)
@@ -236,15 +236,13 @@ func Run(ctx context.Context, dev *tensor.Device, s Settings, neurons []int, mod
 				return Summary{}, errors.New("mei: method egg needs a diffusion prior")
 			}
 			var err error
-			inputs, x0, trace, err = runEGG(dev, s, prior, tr, models.Train, ns, rngs)
-			if err != nil {
-				return Summary{}, err
+			if inputs, x0, trace, err = runEGG(ctx, dev, s, prior, tr, models.Train, ns, rngs); err != nil {
+				return Summary{}, interrupted(ctx, err, len(done), dir)
 			}
 		case "ga":
 			var err error
-			inputs, err = runGA(dev, s, models.Train, ns, rngs)
-			if err != nil {
-				return Summary{}, err
+			if inputs, err = runGA(ctx, dev, s, models.Train, ns, rngs); err != nil {
+				return Summary{}, interrupted(ctx, err, len(done), dir)
 			}
 		default:
 			return Summary{}, fmt.Errorf("mei: unknown method %q (want egg or ga)", s.Method)
@@ -318,6 +316,15 @@ func Summarize(dir, method string, neurons []int) (Summary, error) {
 	}
 	sum := summarise(method, recs)
 	return sum, writeSummary(dir, sum)
+}
+
+// interrupted is err, or, once ctx is done (a signal), the line that says what is
+// kept and how to resume.
+func interrupted(ctx context.Context, err error, done int, dir string) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	return fmt.Errorf("mei: interrupted; %d neurons are finished in %s, run again to resume", done, dir)
 }
 
 // fillBatch returns how many samples of perSample bytes fit in 80% of free
@@ -479,7 +486,7 @@ func respond(m Model, x *tensor.Tensor, ns []int) []float32 {
 
 // runEGG returns the model inputs, the last x0 predictions (in the prior's space)
 // and each sample's energies by step.
-func runEGG(dev *tensor.Device, s Settings, p *Prior, tr energy.Transform, train Model, ns []int, rngs []*rand.Rand) (inputs, x0 *tensor.Tensor, trace [][]float32, err error) {
+func runEGG(ctx context.Context, dev *tensor.Device, s Settings, p *Prior, tr energy.Transform, train Model, ns []int, rngs []*rand.Rand) (inputs, x0 *tensor.Tensor, trace [][]float32, err error) {
 	norm, err := guidance.ParseNorm(s.GradNorm)
 	if s.GradNorm == "" {
 		norm, err = guidance.PerSample, nil
@@ -490,7 +497,7 @@ func runEGG(dev *tensor.Device, s Settings, p *Prior, tr energy.Transform, train
 	e := energy.Activation{Model: train, Transform: tr, Neurons: ns}
 	xT := guidance.Noise(dev, rngs, len(ns), p.Channels, p.Size, p.Size)
 	trace = make([][]float32, len(ns))
-	res, err := guidance.Sample(p.Denoiser, p.Schedule, xT, e, rngs, guidance.Options{
+	res, err := guidance.Sample(ctx, p.Denoiser, p.Schedule, xT, e, rngs, guidance.Options{
 		Scale: s.Scale, Norm: norm, ClipX0: p.ClipX0,
 		Callback: func(st guidance.Step) {
 			for k, v := range st.Energy {
@@ -504,7 +511,7 @@ func runEGG(dev *tensor.Device, s Settings, p *Prior, tr energy.Transform, train
 	return tr.Apply(res.X0).Detach(), res.X0.Detach(), trace, nil
 }
 
-func runGA(dev *tensor.Device, s Settings, train Model, ns []int, rngs []*rand.Rand) (*tensor.Tensor, error) {
+func runGA(ctx context.Context, dev *tensor.Device, s Settings, train Model, ns []int, rngs []*rand.Rand) (*tensor.Tensor, error) {
 	cfg := ascent.Default()
 	if s.GA != nil {
 		cfg = *s.GA
@@ -513,7 +520,7 @@ func runGA(dev *tensor.Device, s Settings, train Model, ns []int, rngs []*rand.R
 	obj := func(x *tensor.Tensor) *tensor.Tensor {
 		return energy.Activation{Model: train, Neurons: ns, Transform: energy.Transform{Height: s.InputH, Width: s.InputW}}.Responses(x)
 	}
-	res, err := ascent.Run(x0, obj, cfg, nil)
+	res, err := ascent.Run(ctx, x0, obj, cfg, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -224,11 +224,11 @@ type Prior = mei.Prior
 // EGG reconstructs the targets by energy-guided diffusion with the energy
 // energy.Match on m and per-sample gradient normalisation; sample k's noise comes
 // from rngs[k]. It returns the model inputs: the transform of the last x0 prediction.
-func EGG(p *Prior, m Model, tr energy.Transform, target *tensor.Tensor, neurons []int, scale float64, rngs []*rand.Rand) (img *tensor.Tensor, err error) {
+func EGG(ctx context.Context, p *Prior, m Model, tr energy.Transform, target *tensor.Tensor, neurons []int, scale float64, rngs []*rand.Rand) (img *tensor.Tensor, err error) {
 	dev := target.Device()
 	e := energy.Match{Model: m, Transform: tr, Target: target.Detach(), Neurons: neurons}
 	xT := guidance.Noise(dev, rngs, len(rngs), p.Channels, p.Size, p.Size)
-	res, err := guidance.Sample(p.Denoiser, p.Schedule, xT, e, rngs, guidance.Options{Scale: scale, Norm: guidance.PerSample, ClipX0: p.ClipX0})
+	res, err := guidance.Sample(ctx, p.Denoiser, p.Schedule, xT, e, rngs, guidance.Options{Scale: scale, Norm: guidance.PerSample, ClipX0: p.ClipX0})
 	if err != nil {
 		return nil, fmt.Errorf("recon: %w; try a smaller --scale", err)
 	}
@@ -363,7 +363,7 @@ func Run(ctx context.Context, s Settings, t Targets, models Models, prior *Prior
 			gdRngs[k] = rand.New(rand.NewPCG(s.Seed, uint64(t.IDs[p])|1<<40))
 		}
 		t0 := time.Now()
-		egg, err := EGG(prior, models.Train, tr, tgt, t.Neurons, s.Scale, rngs)
+		egg, err := EGG(ctx, prior, models.Train, tr, tgt, t.Neurons, s.Scale, rngs)
 		if err != nil {
 			return Summary{}, err
 		}
