@@ -64,10 +64,18 @@ RMS: 25*sqrt(H*W)/100 (8 for the built-in 32x32 twins). One log line says each c
 when the process needs it, as the built-in prior's cosine schedule does (without it the
 first step's x0 prediction is the model's error times 20000 and the chain diverges).
 
-Exit status: 0 on success, 1 when the work failed, 2 on a usage error.`,
+Thousands of neurons: --shard i/N does part i of N of the neurons into the same
+--out (any number of shards, on any machines that see the folder; the last to finish
+writes summary.json); --executor slurm --shards N submits them as one sbatch array
+(--slurm-args goes to sbatch; --wait follows it and prints the summary), and the
+same command again submits only what is not done. "egg status OUT" says what is.
+
+Exit status: 0 on success, 1 when the work failed, 2 on a usage error, 75 when a
+shard was interrupted by a signal (SLURM's RequeueExit=75 requeues it).`,
 		Example: `  egg mei --method egg --neurons 0-9 --out run/     # the built-in defaults
   egg mei --method ga --train m1.safetensors,m2.safetensors --within m3.safetensors --neurons 0-9 --out run/
-  egg mei --method egg --weights 256x256_diffusion_uncond.pt --preset 256x256_diffusion_uncond --train m1.safetensors --neurons 7 --scale 5`,
+  egg mei --method egg --weights 256x256_diffusion_uncond.pt --preset 256x256_diffusion_uncond --train m1.safetensors --neurons 7 --scale 5
+  egg mei --method ga --neurons all --out run/ --shards 16 --executor slurm --slurm-args "--partition=gpu --gres=gpu:1" --wait`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runMEI(cmd.Context(), cmd, g, o) },
 	}

@@ -18,10 +18,10 @@ func newStatusCmd() *cobra.Command {
 		Short: "Say what of a sharded run is done, running, failed and missing",
 		Long: `status reads a run's folder (the --out of a command run with --shard or
 --executor slurm, or its <method> folder) and prints, per shard, its state (done,
-running, failed, interrupted, lost: its process on this machine is gone, or
-missing: never started), how many of its items
-have a record, its host, SLURM task and error, and the run's totals. The folder is
-the source of truth: nothing else is asked.
+running, failed, interrupted; lost: its process on this machine is gone; missing:
+never started), how many of its items have a record, its host, SLURM task and
+error, and the run's totals. The folder is the source of truth: nothing else is
+asked.
 
 Exit status: 0 when the run is complete, 1 when something is not done or the folder
 holds no run, 2 on a usage error.`,
