@@ -326,3 +326,14 @@ func setupRun(g *globalOptions, df defaultFlags, norm float32, paper float64, lo
 	}
 	return r, nil
 }
+
+// checkWritable reports, before long work, whether files can be created in dir.
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".egg-write-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot write in %s (for --out): %w; give a folder that exists and is writable", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}

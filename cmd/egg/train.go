@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -118,6 +119,11 @@ func runTrain(ctx context.Context, g *globalOptions, o *trainOptions) error {
 		return usagef("--out is required (the model file to write, e.g. model.safetensors)")
 	case !slices.Contains(train.ArchNames(), o.arch):
 		return usagef("--arch %q: want one of %s", o.arch, strings.Join(train.ArchNames(), ", "))
+	}
+	// The model file is written at the end: an unwritable folder must not cost a
+	// whole training.
+	if err := checkWritable(filepath.Dir(o.out)); err != nil {
+		return err
 	}
 	stderr := o.stderr
 	if stderr == nil {

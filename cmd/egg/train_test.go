@@ -232,6 +232,7 @@ func TestTrainCommandErrors(t *testing.T) {
 		{"no out", tinyTrain(data, "", train.DataDrivenGaussian, 1), true, "--out is required"},
 		{"bad arch", tinyTrain(data, "m.safetensors", "cnn", 1), true, `--arch "cnn"`},
 		{"missing data", tinyTrain("/nonexistent.npz", "m.safetensors", train.DataDrivenGaussian, 1), false, "give --data an .npz file"},
+		{"unwritable out", tinyTrain(data, "/nonexistent/dir/m.safetensors", train.DataDrivenGaussian, 1), false, "cannot write in /nonexistent/dir"},
 		{"map too small", func() *trainOptions {
 			o := tinyTrain(data, "m.safetensors", train.DataDrivenGaussian, 1)
 			o.size.InputKern = 15
