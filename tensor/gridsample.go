@@ -44,6 +44,28 @@ func locate(x, y float32, w, h int) gridPoint {
 	return gridPoint{x0: int(xf), y0: int(yf), w: x - xf, n: y - yf}
 }
 
+// gridPoints computes the sampling points of grid (as GridSample does) and the
+// factors d pixel / d grid.
+func gridPoints(gs []float32, g GridGeometry) (pts []gridPoint, multX, multY float32) {
+	_, multX = gridUnnormalize(0, g.W, g.AlignCorners)
+	_, multY = gridUnnormalize(0, g.H, g.AlignCorners)
+	pts = make([]gridPoint, g.N*g.P)
+	for i := range pts {
+		px, _ := gridUnnormalize(gs[2*i], g.W, g.AlignCorners)
+		py, _ := gridUnnormalize(gs[2*i+1], g.H, g.AlignCorners)
+		pts[i] = locate(px, py, g.W, g.H)
+	}
+	return pts, multX, multY
+}
+
+// gridAt returns pixel (xi, yi) of img (h x w), or 0 outside.
+func gridAt(img []float32, xi, yi, w, h int) float32 {
+	if xi < 0 || xi >= w || yi < 0 || yi >= h {
+		return 0
+	}
+	return img[yi*w+xi]
+}
+
 // GridSample samples x [N, C, H, W] at the locations grid [N, Hg, Wg, 2] by bilinear
 // interpolation with zero padding, giving [N, C, Hg, Wg], as
 // torch.nn.functional.grid_sample(x, grid, mode='bilinear', padding_mode='zeros',
@@ -65,21 +87,8 @@ func GridSample(x, grid *Tensor, alignCorners bool) *Tensor {
 	}
 
 	// Sampling points, and d pixel / d grid per axis.
-	_, multX := gridUnnormalize(0, w, alignCorners)
-	_, multY := gridUnnormalize(0, h, alignCorners)
-	pts := make([]gridPoint, n*p)
-	for i := range pts {
-		px, _ := gridUnnormalize(grid.h()[2*i], w, alignCorners)
-		py, _ := gridUnnormalize(grid.h()[2*i+1], h, alignCorners)
-		pts[i] = locate(px, py, w, h)
-	}
-	// at returns the pixel (xi, yi) of plane img, or 0 outside the image.
-	at := func(img []float32, xi, yi int) float32 {
-		if xi < 0 || xi >= w || yi < 0 || yi >= h {
-			return 0
-		}
-		return img[yi*w+xi]
-	}
+	pts, multX, multY := gridPoints(grid.h(), GridGeometry{N: n, C: c, H: h, W: w, P: p, AlignCorners: alignCorners})
+	at := func(img []float32, xi, yi int) float32 { return gridAt(img, xi, yi, w, h) }
 
 	out := empty(d, n, c, hg, wg)
 	d.parallel(n*p, max(1, 2048/max(c, 1)), func(lo, hi int) {

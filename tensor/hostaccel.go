@@ -592,28 +592,6 @@ func (k hostKernels) UpsampleGrad(gx, g Buffer, p, h, w, s int) {
 	}
 }
 
-// gridPoints computes the sampling points of grid (as GridSample does) and the
-// factors d pixel / d grid.
-func gridPoints(gs []float32, g GridGeometry) (pts []gridPoint, multX, multY float32) {
-	_, multX = gridUnnormalize(0, g.W, g.AlignCorners)
-	_, multY = gridUnnormalize(0, g.H, g.AlignCorners)
-	pts = make([]gridPoint, g.N*g.P)
-	for i := range pts {
-		px, _ := gridUnnormalize(gs[2*i], g.W, g.AlignCorners)
-		py, _ := gridUnnormalize(gs[2*i+1], g.H, g.AlignCorners)
-		pts[i] = locate(px, py, g.W, g.H)
-	}
-	return pts, multX, multY
-}
-
-// gridAt returns pixel (xi, yi) of img (h x w), or 0 outside.
-func gridAt(img []float32, xi, yi, w, h int) float32 {
-	if xi < 0 || xi >= w || yi < 0 || yi >= h {
-		return 0
-	}
-	return img[yi*w+xi]
-}
-
 func (k hostKernels) GridSample(out, x, grid Buffer, g GridGeometry) {
 	hw := g.H * g.W
 	os, xs := k.mem(out, g.N*g.C*g.P), k.mem(x, g.N*g.C*hw)
