@@ -15,13 +15,7 @@ import (
 // TestNonFiniteEnergy: an energy that turns NaN or infinite ends Sample with a
 // *NonFiniteEnergyError naming the sample and step, not a panic.
 func TestNonFiniteEnergy(t *testing.T) {
-	rng := rand.New(rand.NewPCG(4, 4))
-	cfg := adm.Config{ImageSize: 8, InChannels: 1, OutChannels: 1, ModelChannels: 32, ChannelMult: []int{1},
-		NumResBlocks: 1, NumHeads: 1, NumHeadChannels: -1, NumHeadsUpsample: -1}
-	unet, err := adm.New(testDev, cfg, rng)
-	if err != nil {
-		t.Fatal(err)
-	}
+	unet := tinyUNet(t, 4)
 	s, err := diffusion.New(diffusion.Config{NumTimesteps: 100, TimestepRespacing: "4", RescaleTimesteps: true, VarType: diffusion.VarFixedLarge})
 	if err != nil {
 		t.Fatal(err)
@@ -51,13 +45,7 @@ func TestNonFiniteEnergy(t *testing.T) {
 // TestClipX0: with ClipX0 a guided step's x0 is guided-diffusion's clip_denoised
 // x0 (in [-1, 1]) and its DDPM sample is the one from that x0; without, the raw x0.
 func TestClipX0(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 5))
-	cfg := adm.Config{ImageSize: 8, InChannels: 1, OutChannels: 1, ModelChannels: 32, ChannelMult: []int{1},
-		NumResBlocks: 1, NumHeads: 1, NumHeadChannels: -1, NumHeadsUpsample: -1}
-	unet, err := adm.New(testDev, cfg, rng)
-	if err != nil {
-		t.Fatal(err)
-	}
+	unet := tinyUNet(t, 5)
 	// The cosine schedule's first step: x0 = 20000 x - 20000 eps, far outside [-1, 1].
 	s, err := diffusion.New(diffusion.Config{BetaSchedule: "cosine", NumTimesteps: 1000, TimestepRespacing: "4", RescaleTimesteps: true, VarType: diffusion.VarFixedLarge})
 	if err != nil {
@@ -93,4 +81,16 @@ func TestClipX0(t *testing.T) {
 			}
 		}
 	}
+}
+
+// tinyUNet is an 8x8 one-channel UNet with random weights.
+func tinyUNet(t *testing.T, seed uint64) *adm.UNet {
+	t.Helper()
+	cfg := adm.Config{ImageSize: 8, InChannels: 1, OutChannels: 1, ModelChannels: 32, ChannelMult: []int{1},
+		NumResBlocks: 1, NumHeads: 1, NumHeadChannels: -1, NumHeadsUpsample: -1}
+	unet, err := adm.New(testDev, cfg, rand.New(rand.NewPCG(seed, seed)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return unet
 }
