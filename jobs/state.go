@@ -24,6 +24,9 @@ const (
 	Missing     = "missing"     // no state file: never started
 )
 
+// ErrNoRun says that a folder holds no run yet.
+var ErrNoRun = errors.New("holds no run")
+
 // ExitTransient is the exit status of a task that stopped for a reason that may
 // pass (a signal): EX_TEMPFAIL, which a cluster with RequeueExit=75 requeues.
 const ExitTransient = 75
@@ -239,7 +242,7 @@ func Status(dir string, shards int, record string) (RunStatus, error) {
 		}
 	}
 	if shards < 1 {
-		return rs, fmt.Errorf("jobs: %s holds no run (no run.json and no shards/ states)", dir)
+		return rs, fmt.Errorf("jobs: %s %w (no run.json and no shards/ states)", dir, ErrNoRun)
 	}
 	for i := 0; i < shards; i++ {
 		s := Shard{Index: i, Count: shards}

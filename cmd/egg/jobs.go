@@ -201,7 +201,7 @@ func submitSlurm(ctx context.Context, cmd *cobra.Command, j *jobOptions, dir, co
 			dir, strings.Join(q, ", "), dir)
 	}
 	rs, err := jobs.Status(dir, j.shards, record)
-	if err != nil && !strings.Contains(err.Error(), "holds no run") {
+	if err != nil && !errors.Is(err, jobs.ErrNoRun) {
 		return err
 	}
 	missing := rs.Missing()
