@@ -184,3 +184,15 @@ func TestCreateManifest(t *testing.T) {
 		t.Errorf("left over: %v", left)
 	}
 }
+
+func TestLastLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"squeue: error: a\nsqueue: fatal: b\n": "squeue: fatal: b",
+		"one":                                  "one",
+		"":                                     "",
+	} {
+		if got := lastLine(in); got != want {
+			t.Errorf("lastLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -29,7 +29,7 @@ func (sl Slurm) Available() error {
 		}
 	}
 	if out, err := exec.Command("squeue", "-h", "-o", "%i").CombinedOutput(); err != nil {
-		return fmt.Errorf("jobs: slurm: squeue failed: %v: %s", err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("jobs: slurm: squeue failed (%v): %s; is this a SLURM login node (SLURM_CONF)?", err, lastLine(string(out)))
 	}
 	return nil
 }
@@ -77,7 +77,7 @@ func (sl Slurm) Submit(ctx context.Context, dir string, argv []string, shards in
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return SlurmJob{}, fmt.Errorf("jobs: sbatch %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return SlurmJob{}, fmt.Errorf("jobs: sbatch %s: %v: %s", strings.Join(args, " "), err, lastLine(stderr.String()))
 	}
 	// --parsable prints "jobid" or "jobid;cluster".
 	id, _, _ := strings.Cut(strings.TrimSpace(string(out)), ";")
@@ -107,7 +107,7 @@ func (sl Slurm) Queued(ctx context.Context, jobs []SlurmJob) ([]string, error) {
 		if strings.Contains(msg, "Invalid job id") {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("jobs: squeue: %v: %s", err, strings.TrimSpace(msg))
+		return nil, fmt.Errorf("jobs: squeue: %v: %s", err, lastLine(msg))
 	}
 	var lines []string
 	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
@@ -153,4 +153,11 @@ func (sl Slurm) Wait(ctx context.Context, jobs []SlurmJob, tick func(queued []st
 		case <-time.After(poll):
 		}
 	}
+}
+
+// lastLine returns the last non-empty line of a command's output (SLURM's tools end
+// with the line that says what failed), so that an error stays one line.
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
