@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -193,6 +194,21 @@ func TestLastLine(t *testing.T) {
 	} {
 		if got := lastLine(in); got != want {
 			t.Errorf("lastLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestStatusDamaged: a damaged manifest or state file is an error naming the file.
+func TestStatusDamaged(t *testing.T) {
+	for _, name := range []string{"run.json", filepath.Join("shards", "shard_0000_of_0002.json")} {
+		dir := t.TempDir()
+		if name != "run.json" {
+			WriteJSON(ManifestPath(dir), Manifest{Command: "mei", Shards: 2, Record: "r_%d.json"})
+		}
+		os.MkdirAll(filepath.Join(dir, "shards"), 0o755)
+		os.WriteFile(filepath.Join(dir, name), []byte("{"), 0o644)
+		if _, err := Status(dir, 0, ""); err == nil || !strings.Contains(err.Error(), "damaged") || !strings.Contains(err.Error(), filepath.Base(name)) {
+			t.Errorf("%s damaged: %v", name, err)
 		}
 	}
 }
